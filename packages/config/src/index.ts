@@ -1,0 +1,77 @@
+import { ConfigError } from '@deferrable/domain';
+import { z } from 'zod';
+
+/**
+ * One zod schema per app, parsed once at startup from environment variables. Defaults are for a
+ * local machine (PostgreSQL and Redis on localhost). A bad value fails fast with the variable named.
+ */
+
+/** A fixed key for local development only; production must set DEFERRABLE_KWARGS_KEYS. */
+export const DEV_KWARGS_KEY = 'ZGVmZXJyYWJsZS1kZXZlbG9wbWVudC1rZXktMzJieXQ=';
+
+const int = (def: number, min = 0) => z.coerce.number().int().min(min).default(def);
+const csv = (def: string) =>
+  z
+    .string()
+    .default(def)
+    .transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean));
+
+const common = {
+  DATABASE_URL: z.string().url().default('postgresql://postgres@127.0.0.1:5432/deferrable'),
+  REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
+  DEFERRABLE_PREFIX: z.string().min(1).max(100).regex(/^[A-Za-z0-9_{}.-]+$/).default('{deferrable}'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  NODE_ENV: z.string().default('development'),
+  DEFERRABLE_KWARGS_KEYS: csv(DEV_KWARGS_KEY).refine((keys) => keys.length > 0, 'at least one key'),
+  /** Modules (paths or package names) exporting `tasks` and/or `triggers` arrays to register. */
+  DEFERRABLE_MODULES: csv(''),
+  DEFERRABLE_HEALTH_PORT: int(0),
+  DEFERRABLE_MAX_PAYLOAD_BYTES: int(256 * 1024, 1024),
+};
+
+export const WorkerConfigSchema = z.object({
+  ...common,
+  DEFERRABLE_WORKER_SLOTS: int(4, 1),
+  DEFERRABLE_WORKER_QUEUES: csv('default'),
+  DEFERRABLE_HEARTBEAT_MS: int(2000, 50),
+  DEFERRABLE_SHUTDOWN_GRACE_MS: int(10000),
+});
+
+export const TriggererConfigSchema = z.object({
+  ...common,
+  DEFERRABLE_TRIGGERER_CAPACITY: int(50000, 1),
+  DEFERRABLE_TRIGGERER_QUEUES: csv('default'),
+  DEFERRABLE_HEARTBEAT_MS: int(2000, 50),
+  DEFERRABLE_HEALTH_THRESHOLD_MS: int(10000, 100),
+  DEFERRABLE_CLAIM_INTERVAL_MS: int(1000, 10),
+  DEFERRABLE_SYNC_INTERVAL_MS: int(2000, 10),
+});
+
+export const SchedulerConfigSchema = z.object({
+  ...common,
+  DEFERRABLE_POLL_MS: int(1000, 10),
+  DEFERRABLE_DISPATCH_BATCH: int(500, 1),
+  DEFERRABLE_REAP_AFTER_MS: int(30000, 100),
+  DEFERRABLE_REDISPATCH_AFTER_MS: int(10000, 100),
+  DEFERRABLE_CLEANUP_INTERVAL_MS: int(5000, 10),
+  DEFERRABLE_EVENT_CONCURRENCY: int(32, 1),
+});
+
+export type WorkerConfig = z.output<typeof WorkerConfigSchema>;
+export type TriggererConfig = z.output<typeof TriggererConfigSchema>;
+export type SchedulerConfig = z.output<typeof SchedulerConfigSchema>;
+
+/** Parses `env` with `schema`, or throws a ConfigError naming the first bad variable. */
+export function loadConfig<S extends z.ZodType>(schema: S, env: NodeJS.ProcessEnv = process.env): z.output<S> {
+  const result = schema.safeParse(env);
+  if (!result.success) {
+    const issue = result.error.issues[0]!;
+    const variable = issue.path.map(String).join('.') || '(environment)';
+    throw new ConfigError(variable, `${issue.message}${variable in env ? ` (got "${String(env[variable]).slice(0, 80)}")` : ''}`);
+  }
+  const config = result.data as z.output<S> & { NODE_ENV?: string; DEFERRABLE_KWARGS_KEYS?: string[] };
+  if (config.NODE_ENV === 'production' && config.DEFERRABLE_KWARGS_KEYS?.includes(DEV_KWARGS_KEY)) {
+    throw new ConfigError('DEFERRABLE_KWARGS_KEYS', 'the development key must not be used in production');
+  }
+  return config;
+}

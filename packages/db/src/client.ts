@@ -1,0 +1,57 @@
+import { PrismaPg } from '@prisma/adapter-pg';
+import { Pool, type PoolClient } from 'pg';
+import { PrismaClient } from './generated/prisma/client';
+
+/** Anything that runs a query: the pool, or a client inside a transaction. */
+export type Queryable = Pick<Pool, 'query'> | PoolClient;
+
+export interface Db {
+  /** One pool for hot-path SQL and for Prisma (through its pg adapter). */
+  readonly pool: Pool;
+  readonly prisma: PrismaClient;
+  close(): Promise<void>;
+}
+
+export interface DbOptions {
+  url: string;
+  poolMax?: number;
+  applicationName?: string;
+}
+
+export function createDb(options: DbOptions): Db {
+  const pool = new Pool({
+    connectionString: options.url,
+    max: options.poolMax ?? 10,
+    application_name: options.applicationName ?? 'deferrable',
+  });
+  // An idle client's error (server restart) must not crash the process; the pool replaces it.
+  pool.on('error', () => undefined);
+  const prisma = new PrismaClient({ adapter: new PrismaPg(pool) });
+  let closed = false;
+  return {
+    pool,
+    prisma,
+    async close() {
+      if (closed) return;
+      closed = true;
+      await prisma.$disconnect().catch(() => undefined);
+      await pool.end().catch(() => undefined);
+    },
+  };
+}
+
+/** Runs `fn` in one transaction on one client. */
+export async function inTransaction<T>(pool: Pool, fn: (client: PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    const result = await fn(client);
+    await client.query('COMMIT');
+    return result;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  } finally {
+    client.release();
+  }
+}

@@ -1,0 +1,14 @@
+export * from './client';
+export * from './migrate';
+export * from './kwargs-cipher';
+export * from './listen';
+export * from './sql/rows';
+export * from './sql/enqueue';
+export * from './sql/dispatch';
+export * from './sql/run';
+export * from './sql/resume';
+export * from './sql/recovery';
+export * from './sql/jobs';
+export * from './sql/triggers';
+export * from './sql/rejections';
+export { PrismaClient } from './generated/prisma/client';

@@ -1,0 +1,86 @@
+import type { TaskState } from '@deferrable/domain';
+import type { Queryable } from '../client';
+
+// Applies recorded trigger outcomes. The compare-and-set is on (trigger_id, state = 'deferred'):
+// once applied, trigger_id is NULL, so a repeated event matches nothing (at most once per event).
+// An event with endTask finishes the task without a worker; a failure resumes into __fail__.
+// Index: task_instance_trigger_idx.
+const RESUME = `
+UPDATE task_instance ti
+SET state = CASE
+      WHEN t.event->>'kind' = 'event' AND t.event ? 'endTask' THEN (t.event->>'endTask')::task_state
+      ELSE 'scheduled'::task_state END,
+    next_method = CASE WHEN t.event->>'kind' = 'failure' THEN '__fail__' ELSE ti.next_method END,
+    next_kwargs = CASE
+      WHEN t.event->>'kind' = 'failure' THEN jsonb_build_object('error', t.event->'error', 'triggerId', t.id)
+      ELSE coalesce(ti.next_kwargs, '{}'::jsonb) || jsonb_build_object('event', t.event->'payload') END,
+    result = CASE WHEN t.event ? 'endTask' THEN t.event->'payload' ELSE ti.result END,
+    ended_at = CASE WHEN t.event ? 'endTask' THEN now() ELSE NULL END,
+    trigger_id = NULL, trigger_timeout = NULL, run_after = now(), updated_at = now(), last_actor = $2
+FROM trigger t
+WHERE t.id = ANY($1::uuid[]) AND t.event IS NOT NULL AND ti.trigger_id = t.id AND ti.state = 'deferred'
+RETURNING ti.id, ti.state, t.id AS trigger_id`;
+
+export interface ResumedRow {
+  id: string;
+  state: TaskState;
+  trigger_id: string;
+}
+
+/** deferred -> scheduled (or a terminal state) for the tasks waiting on these fired triggers. */
+export async function resumeFromTriggers(db: Queryable, triggerIds: readonly string[], actor: string): Promise<ResumedRow[]> {
+  if (triggerIds.length === 0) return [];
+  return (await db.query<ResumedRow>(RESUME, [triggerIds, actor])).rows;
+}
+
+// Backstop for trigger-event messages lost in Redis: fired triggers whose task still waits.
+// Index: trigger_fired_idx.
+const FIRED_UNAPPLIED = `
+SELECT t.id FROM trigger t
+WHERE t.fired_at IS NOT NULL AND t.fired_at < now() - make_interval(secs => $1::float8 / 1000)
+  AND EXISTS (SELECT 1 FROM task_instance ti WHERE ti.trigger_id = t.id AND ti.state = 'deferred')
+ORDER BY t.fired_at LIMIT $2`;
+
+export async function firedUnapplied(db: Queryable, olderThanMs: number, limit: number): Promise<string[]> {
+  return (await db.query<{ id: string }>(FIRED_UNAPPLIED, [olderThanMs, limit])).rows.map((r) => r.id);
+}
+
+// Index: task_instance_trigger_timeout_idx.
+const TIMEOUT = `
+WITH picked AS (
+  SELECT id FROM task_instance
+  WHERE trigger_timeout < now() AND state = 'deferred'
+  ORDER BY trigger_timeout LIMIT $1
+  FOR UPDATE SKIP LOCKED
+)
+UPDATE task_instance ti
+SET state = 'scheduled', next_method = '__fail__',
+    next_kwargs = jsonb_build_object('error', jsonb_build_object('code', 'TRIGGER_TIMEOUT', 'message', 'deferral timed out'),
+                                     'triggerId', ti.trigger_id),
+    trigger_id = NULL, trigger_timeout = NULL, run_after = now(), updated_at = now(), last_actor = $2
+FROM picked WHERE ti.id = picked.id AND ti.state = 'deferred'
+RETURNING ti.id`;
+
+/** deferred -> scheduled into __fail__ for deferrals past their timeout. */
+export async function timeoutDeferrals(db: Queryable, limit: number, actor: string): Promise<string[]> {
+  return (await db.query<{ id: string }>(TIMEOUT, [limit, actor])).rows.map((r) => r.id);
+}
+
+// Index: task_instance_dispatch_idx (state, priority, run_after) serves up_for_retry as well.
+const RETRIES_DUE = `
+WITH picked AS (
+  SELECT id FROM task_instance
+  WHERE state = 'up_for_retry' AND run_after <= now()
+  ORDER BY run_after LIMIT $1
+  FOR UPDATE SKIP LOCKED
+)
+UPDATE task_instance ti
+SET state = 'scheduled', try_number = ti.try_number + 1, next_method = NULL, next_kwargs = NULL,
+    worker_id = NULL, heartbeat_at = NULL, updated_at = now(), last_actor = $2
+FROM picked WHERE ti.id = picked.id
+RETURNING ti.id`;
+
+/** up_for_retry -> scheduled with the next try number, when the retry delay has passed. */
+export async function retriesDue(db: Queryable, limit: number, actor: string): Promise<string[]> {
+  return (await db.query<{ id: string }>(RETRIES_DUE, [limit, actor])).rows.map((r) => r.id);
+}

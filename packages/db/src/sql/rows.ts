@@ -1,0 +1,41 @@
+import type { TaskState } from '@deferrable/domain';
+
+/** A task instance as the hot-path statements return it (snake_case columns, as PostgreSQL has them). */
+export interface TaskInstanceRow {
+  id: string;
+  task_name: string;
+  args: unknown;
+  queue: string;
+  priority: number;
+  state: TaskState;
+  try_number: number;
+  max_tries: number;
+  retry_delay_ms: number;
+  retry_backoff: number;
+  retry_max_delay_ms: number;
+  execution_timeout_ms: number | null;
+  dispatch_attempt: number;
+  trigger_id: string | null;
+  next_method: string | null;
+  next_kwargs: unknown;
+  worker_id: string | null;
+}
+
+export const TASK_COLUMNS = `id, task_name, args, queue, priority, state, try_number, max_tries, retry_delay_ms,
+  retry_backoff, retry_max_delay_ms, execution_timeout_ms, dispatch_attempt, trigger_id, next_method,
+  next_kwargs, worker_id`;
+
+/** What a dispatch needs to publish a job. */
+export interface DispatchRow {
+  id: string;
+  try_number: number;
+  dispatch_attempt: number;
+  queue: string;
+  priority: number;
+}
+
+/** PostgreSQL channels used as wake-up hints (never the only copy of a fact). */
+export const CHANNELS = {
+  taskScheduled: 'deferrable_task_scheduled',
+  triggerCreated: 'deferrable_trigger_created',
+} as const;

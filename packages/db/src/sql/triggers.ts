@@ -1,0 +1,74 @@
+import type { Queryable } from '../client';
+
+export interface ClaimedTriggerRow {
+  id: string;
+  classpath: string;
+  kwargs: string;
+  queue: string | null;
+}
+
+// Claims unassigned triggers, and those of triggerers whose heartbeat is older than the health
+// threshold, for which a task still waits. Index: trigger_claim_idx (triggerer_id, queue).
+// SKIP LOCKED: replicas claiming at once take disjoint sets.
+const CLAIM = `
+WITH alive AS (
+  SELECT id FROM job
+  WHERE job_type = 'triggerer' AND state = 'running'
+    AND latest_heartbeat > now() - make_interval(secs => $3::float8 / 1000)
+), picked AS (
+  SELECT t.id FROM trigger t
+  WHERE t.event IS NULL
+    AND (t.triggerer_id IS NULL OR t.triggerer_id NOT IN (SELECT id FROM alive))
+    AND coalesce(t.queue, 'default') = ANY($4::text[])
+    AND EXISTS (SELECT 1 FROM task_instance ti WHERE ti.trigger_id = t.id AND ti.state = 'deferred')
+  ORDER BY t.created_at
+  LIMIT $2
+  FOR UPDATE OF t SKIP LOCKED
+)
+UPDATE trigger t SET triggerer_id = $1
+FROM picked WHERE t.id = picked.id
+RETURNING t.id, t.classpath, t.kwargs, t.queue`;
+
+export async function claimTriggers(
+  db: Queryable,
+  a: { triggererId: string; limit: number; healthThresholdMs: number; queues: readonly string[] },
+): Promise<ClaimedTriggerRow[]> {
+  if (a.limit <= 0) return [];
+  return (await db.query<ClaimedTriggerRow>(CLAIM, [a.triggererId, a.limit, a.healthThresholdMs, a.queues])).rows;
+}
+
+/** Ids of the unfired triggers assigned to this triggerer: anything else it runs is to be stopped. */
+export async function assignedTriggerIds(db: Queryable, triggererId: string): Promise<Set<string>> {
+  const { rows } = await db.query<{ id: string }>(
+    'SELECT id FROM trigger WHERE triggerer_id = $1 AND event IS NULL',
+    [triggererId],
+  );
+  return new Set(rows.map((r) => r.id));
+}
+
+// First outcome wins (event IS NULL): if two replicas ran one trigger during a handover, only one
+// event is recorded, and the task resumes once.
+const RECORD = `
+UPDATE trigger t SET event = v.event, fired_at = now()
+FROM (SELECT unnest($1::uuid[]) AS id, unnest($2::jsonb[]) AS event) v
+WHERE t.id = v.id AND t.event IS NULL
+RETURNING t.id`;
+
+/** Records fired events or failures; returns the ids actually recorded now. */
+export async function recordTriggerOutcomes(
+  db: Queryable,
+  outcomes: readonly { triggerId: string; outcome: unknown }[],
+): Promise<string[]> {
+  if (outcomes.length === 0) return [];
+  const { rows } = await db.query<{ id: string }>(RECORD, [
+    outcomes.map((o) => o.triggerId),
+    outcomes.map((o) => JSON.stringify(o.outcome)),
+  ]);
+  return rows.map((r) => r.id);
+}
+
+/** On clean shutdown: hand every trigger back so other replicas claim them at once. */
+export async function releaseTriggers(db: Queryable, triggererId: string): Promise<number> {
+  const { rowCount } = await db.query('UPDATE trigger SET triggerer_id = NULL WHERE triggerer_id = $1', [triggererId]);
+  return rowCount ?? 0;
+}

@@ -1,0 +1,215 @@
+/**
+ * Typed errors. Every error the system records carries a stable `code`; `describeError` is the one
+ * place that maps a code to the message a person reads. Control flow that is not failure (a task
+ * deferring) has its own class that is not a DeferrableError.
+ */
+export type ErrorCode =
+  | 'INVALID_TRANSITION'
+  | 'INVALID_INPUT'
+  | 'UNKNOWN_TASK_TYPE'
+  | 'UNKNOWN_TRIGGER_TYPE'
+  | 'UNKNOWN_CALLBACK'
+  | 'TRIGGER_TIMEOUT'
+  | 'TRIGGER_FAILED'
+  | 'EXECUTION_TIMEOUT'
+  | 'TASK_FAILED'
+  | 'UNRECOVERABLE'
+  | 'HEARTBEAT_LOST'
+  | 'PAYLOAD_TOO_LARGE'
+  | 'KWARGS_DECRYPTION'
+  | 'CONFIG'
+  | 'INTERNAL';
+
+export class DeferrableError extends Error {
+  readonly code: ErrorCode;
+  /** Whether the task's retry policy applies. Errors of bad input or unknown types never retry. */
+  readonly retryable: boolean;
+  constructor(code: ErrorCode, message: string, options: { cause?: unknown; retryable?: boolean } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.code = code;
+    this.retryable = options.retryable ?? true;
+  }
+}
+
+export class InvalidTransitionError extends DeferrableError {
+  constructor(
+    readonly transition: string,
+    readonly from: string | null,
+    readonly to: string,
+  ) {
+    super('INVALID_TRANSITION', `transition ${transition} cannot move a task from ${from ?? '(new)'} to ${to}`, {
+      retryable: false,
+    });
+  }
+}
+
+export interface InputIssue {
+  path: string;
+  message: string;
+}
+
+export class InvalidInputError extends DeferrableError {
+  constructor(
+    readonly where: string,
+    readonly issues: InputIssue[],
+  ) {
+    super('INVALID_INPUT', `invalid ${where}: ${issues.map((i) => `${i.path || '(root)'}: ${i.message}`).join('; ')}`, {
+      retryable: false,
+    });
+  }
+}
+
+export class UnknownTaskTypeError extends DeferrableError {
+  constructor(readonly taskName: string) {
+    super('UNKNOWN_TASK_TYPE', `no task type named "${taskName}" is registered`, { retryable: false });
+  }
+}
+
+export class UnknownTriggerTypeError extends DeferrableError {
+  constructor(readonly triggerType: string) {
+    super('UNKNOWN_TRIGGER_TYPE', `no trigger type named "${triggerType}" is registered`, { retryable: false });
+  }
+}
+
+export class UnknownCallbackError extends DeferrableError {
+  constructor(
+    readonly taskName: string,
+    readonly method: string,
+  ) {
+    super('UNKNOWN_CALLBACK', `task type "${taskName}" has no callback named "${method}"`, { retryable: false });
+  }
+}
+
+/** Raised inside the task when its deferral's trigger did not fire before the deferral timeout. */
+export class TriggerTimeoutError extends DeferrableError {
+  constructor(readonly triggerId: string | null) {
+    super('TRIGGER_TIMEOUT', `the trigger${triggerId ? ` ${triggerId}` : ''} did not fire before the deferral timed out`);
+  }
+}
+
+/** Raised inside the task when its trigger failed (threw, or its type is unknown to the triggerer). */
+export class TriggerFailedError extends DeferrableError {
+  constructor(
+    readonly triggerId: string | null,
+    readonly reason: string,
+  ) {
+    super('TRIGGER_FAILED', `the trigger${triggerId ? ` ${triggerId}` : ''} failed: ${reason}`);
+  }
+}
+
+export class ExecutionTimeoutError extends DeferrableError {
+  constructor(readonly timeoutMs: number) {
+    super('EXECUTION_TIMEOUT', `the task ran longer than its execution timeout of ${timeoutMs} ms`);
+  }
+}
+
+/** Thrown by task code to fail at once, whatever tries remain. */
+export class UnrecoverableTaskError extends DeferrableError {
+  constructor(message: string, options: { cause?: unknown } = {}) {
+    super('UNRECOVERABLE', message, { ...options, retryable: false });
+  }
+}
+
+export class HeartbeatLostError extends DeferrableError {
+  constructor(readonly workerId: string | null) {
+    super('HEARTBEAT_LOST', `the worker${workerId ? ` ${workerId}` : ''} running this try stopped heartbeating`);
+  }
+}
+
+export class PayloadTooLargeError extends DeferrableError {
+  constructor(
+    readonly what: string,
+    readonly bytes: number,
+    readonly limit: number,
+  ) {
+    super('PAYLOAD_TOO_LARGE', `${what} is ${bytes} bytes, over the limit of ${limit}`, { retryable: false });
+  }
+}
+
+export class KwargsDecryptionError extends DeferrableError {
+  constructor(reason: string) {
+    super('KWARGS_DECRYPTION', `trigger kwargs could not be decrypted: ${reason}`, { retryable: false });
+  }
+}
+
+export class ConfigError extends DeferrableError {
+  constructor(
+    readonly variable: string,
+    message: string,
+  ) {
+    super('CONFIG', `configuration ${variable}: ${message}`, { retryable: false });
+  }
+}
+
+/** A failure of task code that is not one of ours. */
+export class TaskFailedError extends DeferrableError {
+  constructor(message: string, options: { cause?: unknown } = {}) {
+    super('TASK_FAILED', message, options);
+  }
+}
+
+/** Turns anything caught into a DeferrableError, keeping the original as `cause`. */
+export function toDeferrableError(value: unknown): DeferrableError {
+  if (value instanceof DeferrableError) return value;
+  if (value instanceof Error) return new TaskFailedError(`${value.name}: ${value.message}`, { cause: value });
+  return new TaskFailedError(`non-error thrown: ${safeString(value)}`, { cause: value });
+}
+
+function safeString(value: unknown): string {
+  try {
+    return String(value).slice(0, 200);
+  } catch {
+    return '(unprintable)';
+  }
+}
+
+/** The error as it is stored on a task instance and shown to a person. */
+export interface RecordedError {
+  code: ErrorCode;
+  type: string;
+  message: string;
+}
+
+const MAX_MESSAGE = 2000;
+
+export function recordError(value: unknown): RecordedError {
+  const err = toDeferrableError(value);
+  return { code: err.code, type: err.name, message: err.message.slice(0, MAX_MESSAGE) };
+}
+
+/** The one place that says what each code means to a person reading a task's error. */
+export function describeError(code: ErrorCode): string {
+  switch (code) {
+    case 'INVALID_TRANSITION':
+      return 'a state change was refused because the task was not in the expected state';
+    case 'INVALID_INPUT':
+      return 'the input did not match its schema';
+    case 'UNKNOWN_TASK_TYPE':
+      return 'no worker has this task type registered';
+    case 'UNKNOWN_TRIGGER_TYPE':
+      return 'no triggerer has this trigger type registered';
+    case 'UNKNOWN_CALLBACK':
+      return 'the task type has no callback of that name';
+    case 'TRIGGER_TIMEOUT':
+      return 'the deferral timed out before its trigger fired';
+    case 'TRIGGER_FAILED':
+      return 'the trigger failed while waiting';
+    case 'EXECUTION_TIMEOUT':
+      return 'the task exceeded its execution timeout';
+    case 'TASK_FAILED':
+      return 'the task code threw';
+    case 'UNRECOVERABLE':
+      return 'the task failed in a way retries cannot fix';
+    case 'HEARTBEAT_LOST':
+      return 'the worker running the task stopped heartbeating';
+    case 'PAYLOAD_TOO_LARGE':
+      return 'a payload exceeded its size limit';
+    case 'KWARGS_DECRYPTION':
+      return 'trigger kwargs could not be decrypted with any configured key';
+    case 'CONFIG':
+      return 'the configuration is invalid';
+    case 'INTERNAL':
+      return 'an internal error';
+  }
+}

@@ -1,0 +1,26 @@
+import { z } from 'zod';
+import { InvalidInputError, PayloadTooLargeError } from './errors';
+
+export type Json = string | number | boolean | null | Json[] | { [key: string]: Json };
+export const JsonSchema: z.ZodType<Json> = z.lazy(() =>
+  z.union([z.string(), z.number().finite(), z.boolean(), z.null(), z.array(JsonSchema), z.record(z.string(), JsonSchema)]),
+);
+export const JsonObjectSchema = z.record(z.string(), JsonSchema);
+export type JsonObject = z.infer<typeof JsonObjectSchema>;
+
+/** Parses `value` with `schema`, or throws an InvalidInputError that names `where` and each issue. */
+export function parseInput<S extends z.ZodType>(schema: S, value: unknown, where: string): z.output<S> {
+  const result = schema.safeParse(value);
+  if (result.success) return result.data;
+  throw new InvalidInputError(
+    where,
+    result.error.issues.map((i) => ({ path: i.path.map(String).join('.'), message: i.message })),
+  );
+}
+
+/** Byte size of a value once serialised as JSON; throws when over `limit`. */
+export function assertJsonSize(value: unknown, limit: number, what: string): number {
+  const bytes = Buffer.byteLength(JSON.stringify(value) ?? 'null', 'utf8');
+  if (bytes > limit) throw new PayloadTooLargeError(what, bytes, limit);
+  return bytes;
+}

@@ -1,0 +1,35 @@
+import { z } from 'zod';
+import { JsonSchema } from './json';
+import { RetryPolicySchema } from './retry';
+
+/** Notification to workers: run this try of this task instance (dispatch attempt n). */
+export const TaskDispatchMessageSchema = z.object({
+  taskInstanceId: z.uuid(),
+  tryNumber: z.number().int().min(1),
+  dispatchAttempt: z.number().int().min(1),
+});
+export type TaskDispatchMessage = z.infer<typeof TaskDispatchMessageSchema>;
+
+/** Notification to the scheduler: this trigger has recorded an outcome. */
+export const TriggerEventMessageSchema = z.object({ triggerId: z.uuid() });
+export type TriggerEventMessage = z.infer<typeof TriggerEventMessageSchema>;
+
+const TaskName = z.string().min(1).max(200).regex(/^[A-Za-z0-9_.:-]+$/, 'letters, digits and _ . : - only');
+
+/** A request to run a task, from the SDK or from any BullMQ client on the task-request queue. */
+export const EnqueueRequestSchema = z
+  .object({
+    task: TaskName,
+    args: JsonSchema.default({}),
+    idempotencyKey: z.string().min(1).max(200).optional(),
+    queue: z.string().min(1).max(100).regex(/^[A-Za-z0-9_.-]+$/).optional(),
+    priority: z.number().int().min(-1000).max(1000).optional(),
+    maxTries: z.number().int().min(1).max(1000).optional(),
+    retry: RetryPolicySchema.partial().omit({ maxTries: true }).optional(),
+    executionTimeoutMs: z.number().int().min(1).max(7 * 24 * 3600 * 1000).optional(),
+    /** Earliest time to run, ISO 8601. */
+    runAfter: z.iso.datetime({ offset: true }).optional(),
+  })
+  .strict();
+export type EnqueueRequest = z.input<typeof EnqueueRequestSchema>;
+export type ParsedEnqueueRequest = z.output<typeof EnqueueRequestSchema>;

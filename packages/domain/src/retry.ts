@@ -1,0 +1,30 @@
+import { z } from 'zod';
+import type { DeferrableError } from './errors';
+
+export const RetryPolicySchema = z.object({
+  maxTries: z.number().int().min(1).max(1000).default(1),
+  delayMs: z.number().int().min(0).max(7 * 24 * 3600 * 1000).default(1000),
+  /** Multiplier applied per try: delay * backoff^(try-1). 1 means a constant delay. */
+  backoff: z.number().min(1).max(100).default(2),
+  maxDelayMs: z.number().int().min(0).default(3600 * 1000),
+});
+export type RetryPolicy = z.infer<typeof RetryPolicySchema>;
+
+export type RetryDecision = { kind: 'retry'; runAfter: Date } | { kind: 'fail' };
+
+/** Pure: whether the try that just failed with `error` is retried, and when. */
+export function decideRetry(args: {
+  tryNumber: number;
+  maxTries: number;
+  policy: Pick<RetryPolicy, 'delayMs' | 'backoff' | 'maxDelayMs'>;
+  error: Pick<DeferrableError, 'retryable'>;
+  now: number;
+}): RetryDecision {
+  if (!args.error.retryable || args.tryNumber >= args.maxTries) return { kind: 'fail' };
+  return { kind: 'retry', runAfter: new Date(args.now + retryDelayMs(args.tryNumber, args.policy)) };
+}
+
+export function retryDelayMs(tryNumber: number, policy: Pick<RetryPolicy, 'delayMs' | 'backoff' | 'maxDelayMs'>): number {
+  const raw = policy.delayMs * Math.pow(policy.backoff, Math.max(0, tryNumber - 1));
+  return Math.min(policy.maxDelayMs, Math.round(raw));
+}

@@ -1,0 +1,53 @@
+/** Task-instance states. The string values are stored in PostgreSQL's `task_state` enum. */
+export const TASK_STATES = [
+  'scheduled',
+  'queued',
+  'running',
+  'deferred',
+  'up_for_retry',
+  'success',
+  'failed',
+  'skipped',
+  'cancelled',
+] as const;
+export type TaskState = (typeof TASK_STATES)[number];
+
+export const TERMINAL_STATES: readonly TaskState[] = ['success', 'failed', 'skipped', 'cancelled'];
+
+/** Exhaustive: adding a state without deciding whether it is terminal fails to compile. */
+export function isTerminal(state: TaskState): boolean {
+  switch (state) {
+    case 'success':
+    case 'failed':
+    case 'skipped':
+    case 'cancelled':
+      return true;
+    case 'scheduled':
+    case 'queued':
+    case 'running':
+    case 'deferred':
+    case 'up_for_retry':
+      return false;
+  }
+}
+
+/** True for the states in which no worker slot is held and no worker is needed yet. */
+export function holdsWorkerSlot(state: TaskState): boolean {
+  switch (state) {
+    case 'running':
+      return true;
+    case 'scheduled':
+    case 'queued':
+    case 'deferred':
+    case 'up_for_retry':
+    case 'success':
+    case 'failed':
+    case 'skipped':
+    case 'cancelled':
+      return false;
+  }
+}
+
+export function isTaskState(value: string): value is TaskState {
+  return (TASK_STATES as readonly string[]).includes(value);
+}

@@ -1,0 +1,51 @@
+import { defineTriggerType, type Trigger, type TriggerEvent, type TriggerRunContext } from '@deferrable/domain';
+import { z } from 'zod';
+
+export const DATETIME_TRIGGER = 'datetime';
+
+const DateTimeKwargs = z.object({
+  /** ISO 8601 instant at which the trigger fires. */
+  moment: z.iso.datetime({ offset: true }),
+  /** Optional payload echoed in the event. */
+  payload: z.record(z.string(), z.unknown()).optional(),
+});
+
+/** Fires once at an absolute moment (Airflow's DateTimeTrigger). */
+export class DateTimeTrigger implements Trigger {
+  constructor(
+    readonly moment: Date,
+    readonly payload?: Record<string, unknown>,
+  ) {}
+
+  serialize() {
+    const kwargs: { moment: string; payload?: Record<string, any> } = { moment: this.moment.toISOString() };
+    if (this.payload) kwargs.payload = this.payload;
+    return { type: DATETIME_TRIGGER, kwargs };
+  }
+
+  async *run(ctx: TriggerRunContext): AsyncIterable<TriggerEvent> {
+    const due = this.moment.getTime();
+    // setTimeout cannot wait longer than 2^31-1 ms; wait in chunks for far moments.
+    for (let left = due - ctx.clock.now(); left > 0; left = due - ctx.clock.now()) {
+      await ctx.clock.sleep(Math.min(left, 2 ** 31 - 1), ctx.signal);
+    }
+    yield { payload: { moment: this.moment.toISOString(), firedAt: new Date(ctx.clock.now()).toISOString(), ...(this.payload ?? {}) } as any };
+  }
+}
+
+export const dateTimeTriggerType = defineTriggerType({
+  type: DATETIME_TRIGGER,
+  kwargs: DateTimeKwargs as any,
+  create: (kwargs: any) => new DateTimeTrigger(new Date(kwargs.moment as string), kwargs.payload as Record<string, unknown> | undefined),
+});
+
+/**
+ * Fires after a delay from now (Airflow's TimeDeltaTrigger). Like Airflow's, it serialises as a
+ * DateTimeTrigger: the moment is fixed when the task defers, so a triggerer restart does not
+ * restart the wait.
+ */
+export class TimeDeltaTrigger extends DateTimeTrigger {
+  constructor(delayMs: number, now: number, payload?: Record<string, unknown>) {
+    super(new Date(now + delayMs), payload);
+  }
+}
