@@ -25,7 +25,8 @@ export const EnqueueRequestSchema = z
     queue: z.string().min(1).max(100).regex(/^[A-Za-z0-9_.-]+$/).optional(),
     priority: z.number().int().min(-1000).max(1000).optional(),
     maxTries: z.number().int().min(1).max(1000).optional(),
-    retry: RetryPolicySchema.partial().omit({ maxTries: true }).optional(),
+    // strict: an unknown key (say retry.maxTries, which belongs at the top) is refused, not dropped.
+    retry: RetryPolicySchema.partial().omit({ maxTries: true }).strict().optional(),
     executionTimeoutMs: z.number().int().min(1).max(7 * 24 * 3600 * 1000).optional(),
     /** Earliest time to run, ISO 8601. */
     runAfter: z.iso.datetime({ offset: true }).optional(),

@@ -25,6 +25,8 @@ export function decideRetry(args: {
 }
 
 export function retryDelayMs(tryNumber: number, policy: Pick<RetryPolicy, 'delayMs' | 'backoff' | 'maxDelayMs'>): number {
+  // A zero base delay stays zero: 0 * Infinity (a large backoff^try overflows) would be NaN.
+  if (policy.delayMs === 0) return 0;
   const raw = policy.delayMs * Math.pow(policy.backoff, Math.max(0, tryNumber - 1));
   return Math.min(policy.maxDelayMs, Math.round(raw));
 }

@@ -33,20 +33,23 @@ export interface TaskContext<A = unknown> {
   defer(options: DeferOptions): never;
 }
 
-export type TaskCallback<A, R> = (ctx: TaskContext<A>, event: Json, kwargs: JsonObject) => Promise<R> | R;
+/** What task code may return: a JSON value stored as the result, or nothing. */
+export type TaskReturn = Json | void | undefined;
 
-export interface TaskType<A = any, R extends Json | void = Json | void> {
+export type TaskCallback<A> = (ctx: TaskContext<A>, event: Json, kwargs: JsonObject) => Promise<TaskReturn> | TaskReturn;
+
+export interface TaskType<A = any> {
   readonly name: string;
   /** Validates the arguments when a task is enqueued and again before it runs. */
   readonly args?: z.ZodType<A>;
-  execute(ctx: TaskContext<A>): Promise<R> | R;
-  readonly callbacks?: Record<string, TaskCallback<A, R>>;
+  execute(ctx: TaskContext<A>): Promise<TaskReturn> | TaskReturn;
+  readonly callbacks?: Record<string, TaskCallback<A>>;
   readonly retry?: Partial<RetryPolicy>;
   readonly executionTimeoutMs?: number;
   readonly queue?: string;
 }
 
-export function defineTask<A, R extends Json | void>(def: TaskType<A, R>): TaskType<A, R> {
+export function defineTask<A>(def: TaskType<A>): TaskType<A> {
   return def;
 }
 

@@ -1,0 +1,97 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { ensureDatabase, migrate } from '@deferrable/db';
+import { DeferrableClient } from '@deferrable/sdk';
+import { formatLine } from './format';
+
+/**
+ * `npm start`: migrates, starts scheduler, triggerer and worker as separate processes in this
+ * terminal with readable logs, and enqueues the examples: tasks defer, their worker slots are
+ * freed, and they resume in their callbacks. With `--once` it stops after the examples finish.
+ */
+const DATABASE_URL = process.env.DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/deferrable';
+const once = process.argv.includes('--once');
+
+function startApp(name: string, env: Record<string, string>): ChildProcess {
+  const entry = require.resolve(`@deferrable/${name}/dist/main.js`);
+  const child = spawn(process.execPath, [entry], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  for (const stream of [child.stdout!, child.stderr!]) {
+    createInterface({ input: stream }).on('line', (line) => console.log(formatLine(name, line)));
+  }
+  child.on('exit', (code, signal) => {
+    if (!stopping) {
+      console.log(`${name} exited unexpectedly (code ${code}, signal ${signal}); stopping the demo`);
+      void shutdown(1);
+    }
+  });
+  return child;
+}
+
+let stopping = false;
+const children: ChildProcess[] = [];
+
+async function shutdown(code: number): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  await Promise.all(
+    children.map(
+      (c) =>
+        new Promise<void>((resolve) => {
+          if (c.exitCode !== null || c.signalCode !== null) return resolve();
+          c.once('exit', () => resolve());
+          c.kill('SIGTERM');
+        }),
+    ),
+  );
+  process.exit(code);
+}
+
+async function main(): Promise<void> {
+  await ensureDatabase(DATABASE_URL);
+  const m = await migrate(DATABASE_URL);
+  console.log(`database ready (${m.applied.length} migrations applied, ${m.alreadyApplied.length} already applied)`);
+
+  const env = {
+    DATABASE_URL,
+    DEFERRABLE_MODULES: '@deferrable/examples',
+    // Two slots: five waiting tasks would block them; deferred tasks do not.
+    DEFERRABLE_WORKER_SLOTS: '2',
+    DEFERRABLE_PREFIX: process.env.DEFERRABLE_PREFIX ?? '{deferrable}',
+  };
+  children.push(startApp('scheduler', env), startApp('triggerer', env), startApp('worker', env));
+  process.on('SIGINT', () => void shutdown(0));
+  process.on('SIGTERM', () => void shutdown(0));
+
+  const client = new DeferrableClient({ databaseUrl: DATABASE_URL, actor: 'demo' });
+  const sensorFile = path.join(mkdtempSync(path.join(tmpdir(), 'deferrable-demo-')), 'ready.flag');
+  const ids: { id: string; what: string }[] = [];
+  for (let i = 1; i <= 5; i++) {
+    const { id } = await client.enqueue({ task: 'examples.wait-and-report', args: { seconds: 2 + (i % 3), label: `timer #${i}` } });
+    ids.push({ id, what: `wait-and-report ${2 + (i % 3)} s` });
+  }
+  const sensor = await client.enqueue({ task: 'examples.wait-for-file', args: { path: sensorFile, pollMs: 200, timeoutSeconds: 30 } });
+  ids.push({ id: sensor.id, what: 'wait-for-file' });
+  console.log(`enqueued ${ids.length} example tasks on a worker with 2 slots; the file sensor's file appears in 3 s`);
+  setTimeout(() => writeFileSync(sensorFile, 'ready\n'), 3000).unref();
+
+  const started = Date.now();
+  const results = await Promise.all(ids.map(async (t) => ({ ...t, view: await client.waitFor(t.id, { timeoutMs: 60_000 }) })));
+  const elapsed = ((Date.now() - started) / 1000).toFixed(1);
+  console.log('\nexample            task id   state    tries  result');
+  for (const r of results) {
+    console.log(`${r.what.padEnd(18)} ${r.id.slice(0, 8)}  ${r.view.state.padEnd(8)} ${String(r.view.tryNumber).padEnd(6)} ${JSON.stringify(r.view.result).slice(0, 90)}`);
+  }
+  console.log(`\nall ${results.length} examples finished in ${elapsed} s (blocking would have needed ≥ ${Math.ceil((5 * 3) / 2)} s with 2 slots)`);
+  await client.close();
+  const ok = results.every((r) => r.view.state === 'success');
+  if (once || !ok) return shutdown(ok ? 0 : 1);
+  console.log('the system keeps running: enqueue more with the SDK, or press Ctrl-C to stop');
+}
+
+main().catch((err: unknown) => {
+  console.error(`demo failed: ${err instanceof Error ? err.message : String(err)}`);
+  void shutdown(1);
+});

@@ -1,0 +1,31 @@
+import { loadConfig, SchedulerConfigSchema } from '@deferrable/config';
+import { migrate } from '@deferrable/db';
+import { createResources, runApp, Scheduler } from '@deferrable/engine';
+import { createLogger } from '@deferrable/logging';
+
+void runApp('scheduler', async () => {
+  const config = loadConfig(SchedulerConfigSchema);
+  const logger = createLogger({ name: 'scheduler', level: config.LOG_LEVEL });
+  // Safe when several schedulers start at once: the migrator takes an advisory lock.
+  const migrated = await migrate(config.DATABASE_URL);
+  if (migrated.applied.length) logger.info({ applied: migrated.applied }, 'migrations applied');
+  const res = createResources(config, logger);
+  const scheduler = new Scheduler(res, {
+    pollMs: config.DEFERRABLE_POLL_MS,
+    dispatchBatch: config.DEFERRABLE_DISPATCH_BATCH,
+    reapAfterMs: config.DEFERRABLE_REAP_AFTER_MS,
+    redispatchAfterMs: config.DEFERRABLE_REDISPATCH_AFTER_MS,
+    cleanupIntervalMs: config.DEFERRABLE_CLEANUP_INTERVAL_MS,
+    eventConcurrency: config.DEFERRABLE_EVENT_CONCURRENCY,
+    heartbeatMs: 2000,
+    maxPayloadBytes: config.DEFERRABLE_MAX_PAYLOAD_BYTES,
+  });
+  return {
+    logger,
+    start: () => scheduler.start(),
+    stop: async () => {
+      await scheduler.stop();
+      await res.db.close();
+    },
+  };
+});

@@ -1,0 +1,30 @@
+import { loadConfig, WorkerConfigSchema } from '@deferrable/config';
+import { createResources, loadModules, runApp, TaskRegistry, TaskWorker } from '@deferrable/engine';
+import { createLogger } from '@deferrable/logging';
+import { builtinTriggerRegistry } from '@deferrable/triggers';
+
+void runApp('worker', async () => {
+  const config = loadConfig(WorkerConfigSchema);
+  const logger = createLogger({ name: 'worker', level: config.LOG_LEVEL });
+  const modules = loadModules(config.DEFERRABLE_MODULES);
+  const triggers = builtinTriggerRegistry();
+  for (const t of modules.triggers) triggers.register(t);
+  const res = createResources(config, logger, config.DEFERRABLE_WORKER_SLOTS + 4);
+  const worker = new TaskWorker(res, {
+    tasks: new TaskRegistry(modules.tasks),
+    triggers,
+    slots: config.DEFERRABLE_WORKER_SLOTS,
+    queues: config.DEFERRABLE_WORKER_QUEUES,
+    heartbeatMs: config.DEFERRABLE_HEARTBEAT_MS,
+    maxPayloadBytes: config.DEFERRABLE_MAX_PAYLOAD_BYTES,
+    shutdownGraceMs: config.DEFERRABLE_SHUTDOWN_GRACE_MS,
+  });
+  return {
+    logger,
+    start: () => worker.start(),
+    stop: async () => {
+      await worker.stop();
+      await res.db.close();
+    },
+  };
+});

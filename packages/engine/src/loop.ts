@@ -1,0 +1,73 @@
+import type { Logger } from '@deferrable/logging';
+
+/**
+ * Runs `step` every `intervalMs`, or at once when woken (a LISTEN hint, a new event). Never runs
+ * two steps at once; a wake during a step runs the next step right after it. A failing step is
+ * logged and retried at the next tick, so a passing database outage does not stop the loop.
+ */
+export class Loop {
+  private timer: NodeJS.Timeout | null = null;
+  private running: Promise<void> | null = null;
+  private wakeRequested = false;
+  private stopped = true;
+
+  constructor(
+    readonly name: string,
+    private readonly intervalMs: number,
+    private readonly step: () => Promise<unknown>,
+    private readonly logger: Logger,
+  ) {}
+
+  start(): void {
+    if (!this.stopped) return;
+    this.stopped = false;
+    this.schedule(0);
+  }
+
+  wake(): void {
+    if (this.stopped) return;
+    if (this.running) {
+      this.wakeRequested = true;
+      return;
+    }
+    this.schedule(0);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    await this.running;
+  }
+
+  /** Runs one step now (for tests and for shutdown), after any step in progress. */
+  async runOnce(): Promise<void> {
+    await this.running;
+    await this.step();
+  }
+
+  private schedule(ms: number): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.running = this.tick().finally(() => {
+        this.running = null;
+        if (this.stopped) return;
+        if (this.wakeRequested) {
+          this.wakeRequested = false;
+          this.schedule(0);
+        } else {
+          this.schedule(this.intervalMs);
+        }
+      });
+    }, ms);
+  }
+
+  private async tick(): Promise<void> {
+    try {
+      await this.step();
+    } catch (err) {
+      this.logger.error({ err, loop: this.name }, 'loop step failed; retrying at the next tick');
+    }
+  }
+}

@@ -1,0 +1,261 @@
+import {
+  decideRetry,
+  EnqueueRequestSchema,
+  HeartbeatLostError,
+  parseInput,
+  recordError,
+  toDeferrableError,
+  TriggerEventMessageSchema,
+} from '@deferrable/domain';
+import {
+  CHANNELS,
+  deleteOrphanTriggers,
+  dispatchDue,
+  dispatchIds,
+  failRun,
+  firedUnapplied,
+  inTransaction,
+  listen,
+  lockStaleRuns,
+  recordRejection,
+  redispatch,
+  resumeFromTriggers,
+  retriesDue,
+  staleQueued,
+  timeoutDeferrals,
+  type DispatchRow,
+  type Listener,
+} from '@deferrable/db';
+import { bullPrefix, consumerConnection, Producer, taskDispatch, taskRequests, triggerEvents } from '@deferrable/queues';
+import { enqueueWith } from '@deferrable/sdk';
+import { UnrecoverableError, Worker, type Job } from 'bullmq';
+import { Batcher } from '../batcher';
+import { Loop } from '../loop';
+import { ProcessJob } from '../process-job';
+import type { Resources } from '../resources';
+
+export interface SchedulerOptions {
+  pollMs: number;
+  dispatchBatch: number;
+  /** A running task whose heartbeat is older than this is reaped (retried or failed). */
+  reapAfterMs: number;
+  /** A queued task whose job is missing from Redis for this long is dispatched again. */
+  redispatchAfterMs: number;
+  cleanupIntervalMs: number;
+  eventConcurrency: number;
+  heartbeatMs: number;
+  maxPayloadBytes: number;
+}
+
+// BullMQ states in which a dispatch job will still reach a worker.
+const LIVE_JOB_STATES = new Set(['waiting', 'active', 'delayed', 'prioritized', 'waiting-children']);
+
+/**
+ * Moves task instances that are not executing: applies trigger events (resume), dispatches
+ * scheduled ones, fails timed-out deferrals, re-schedules due retries, reaps runs whose worker
+ * died, re-dispatches what Redis lost, deletes orphan triggers and records task requests. Every
+ * step is a compare-and-set or uses SKIP LOCKED, so several schedulers can run at once.
+ */
+export class Scheduler {
+  readonly job: ProcessJob;
+  private readonly actor: string;
+  private readonly dispatches: Producer<typeof taskDispatch.schema, string>;
+  private readonly dispatchLoop: Loop;
+  private readonly maintenanceLoop: Loop;
+  private readonly cleanupLoop: Loop;
+  private readonly resumes: Batcher<string, void>;
+  private readonly consumers: Worker[] = [];
+  private listener: Listener | null = null;
+
+  constructor(
+    private readonly res: Resources,
+    private readonly opts: SchedulerOptions,
+  ) {
+    this.job = new ProcessJob(res, 'scheduler', { capacity: 0, queues: [], heartbeatMs: opts.heartbeatMs, load: () => 0 });
+    this.actor = `scheduler:${this.job.id}`;
+    this.dispatches = new Producer(taskDispatch, res.redisUrl, res.prefix);
+    this.dispatchLoop = new Loop('dispatch', opts.pollMs, () => this.dispatchAllDue(), res.logger);
+    this.maintenanceLoop = new Loop('maintenance', opts.pollMs, () => this.maintain(), res.logger);
+    this.cleanupLoop = new Loop('trigger-cleanup', opts.cleanupIntervalMs, () => this.cleanup(), res.logger);
+    this.resumes = new Batcher((ids) => this.applyEvents(ids), 500, 4);
+  }
+
+  async start(): Promise<void> {
+    await this.job.start();
+    const connection = consumerConnection(this.res.redisUrl);
+    const prefix = bullPrefix(this.res.prefix);
+    const events = new Worker(triggerEvents.queueName(), (job) => this.onTriggerEvent(job), {
+      connection,
+      prefix,
+      concurrency: this.opts.eventConcurrency,
+    });
+    const requests = new Worker(taskRequests.queueName(), (job) => this.onTaskRequest(job), { connection, prefix, concurrency: 8 });
+    for (const w of [events, requests]) {
+      w.on('error', (err) => this.res.logger.error({ err, queue: w.name }, 'queue consumer error'));
+      this.consumers.push(w);
+    }
+    this.listener = listen({
+      url: this.res.databaseUrl,
+      channels: [CHANNELS.taskScheduled],
+      onNotify: () => this.dispatchLoop.wake(),
+      onConnect: () => this.dispatchLoop.wake(),
+      onError: (err) => this.res.logger.warn({ err }, 'LISTEN connection error; reconnecting'),
+    });
+    this.dispatchLoop.start();
+    this.maintenanceLoop.start();
+    this.cleanupLoop.start();
+    this.res.logger.info({ schedulerId: this.job.id }, 'scheduler started');
+  }
+
+  async stop(): Promise<void> {
+    await this.listener?.close();
+    await Promise.all(this.consumers.map((w) => w.close()));
+    await Promise.all([this.dispatchLoop.stop(), this.maintenanceLoop.stop(), this.cleanupLoop.stop()]);
+    await this.job.stop();
+    await this.dispatches.close();
+    this.res.logger.info({ schedulerId: this.job.id }, 'scheduler stopped');
+  }
+
+  /** Publishes one dispatch job per row, grouped by task queue. */
+  private async publish(rows: readonly DispatchRow[]): Promise<void> {
+    const byQueue = new Map<string, DispatchRow[]>();
+    for (const r of rows) byQueue.set(r.queue, [...(byQueue.get(r.queue) ?? []), r]);
+    for (const [queue, group] of byQueue) {
+      try {
+        await this.dispatches.addBulk(
+          queue,
+          group.map((r) => ({ taskInstanceId: r.id, tryNumber: r.try_number, dispatchAttempt: r.dispatch_attempt })),
+        );
+      } catch (err) {
+        // The rows stay queued in PostgreSQL; the re-dispatch scan publishes them again.
+        this.res.logger.warn({ err, queue, count: group.length }, 'publishing dispatches failed');
+      }
+    }
+  }
+
+  private async dispatchAllDue(): Promise<void> {
+    for (;;) {
+      const rows = await dispatchDue(this.res.db.pool, this.opts.dispatchBatch, this.actor);
+      await this.publish(rows);
+      if (rows.length < this.opts.dispatchBatch) return;
+    }
+  }
+
+  private async dispatchNow(ids: readonly string[]): Promise<void> {
+    if (ids.length === 0) return;
+    await this.publish(await dispatchIds(this.res.db.pool, ids, this.actor));
+  }
+
+  private async onTriggerEvent(job: Job): Promise<void> {
+    let triggerId: string;
+    try {
+      triggerId = parseInput(TriggerEventMessageSchema, job.data, 'job on trigger-events').triggerId;
+    } catch (err) {
+      await this.reject('queue:trigger-events', job, err);
+      return;
+    }
+    await this.resumes.add(triggerId);
+  }
+
+  /** Applies many trigger events in one statement, then dispatches the resumed tasks at once. */
+  private async applyEvents(triggerIds: string[]): Promise<void[]> {
+    const resumed = await resumeFromTriggers(this.res.db.pool, [...new Set(triggerIds)], this.actor);
+    for (const r of resumed) this.res.logger.info({ taskInstanceId: r.id, triggerId: r.trigger_id, state: r.state }, 'task resumed');
+    await this.dispatchNow(resumed.filter((r) => r.state === 'scheduled').map((r) => r.id));
+    return triggerIds.map(() => undefined);
+  }
+
+  private async onTaskRequest(job: Job): Promise<void> {
+    let request;
+    try {
+      request = parseInput(EnqueueRequestSchema, job.data, 'task request');
+    } catch (err) {
+      await this.reject('queue:task-requests', job, err);
+      return;
+    }
+    try {
+      const { id, created } = await enqueueWith(this.res.db.pool, request, { actor: `request:${job.id ?? '?'}`, maxPayloadBytes: this.opts.maxPayloadBytes });
+      this.res.logger.info({ taskInstanceId: id, created, task: request.task, jobId: job.id }, 'task request recorded');
+    } catch (err) {
+      const e = toDeferrableError(err);
+      if (!e.retryable) {
+        await this.reject('queue:task-requests', job, e);
+        return;
+      }
+      throw err; // a database outage: BullMQ retries the job with backoff
+    }
+  }
+
+  /** Records refused input where a person will see it; the job fails without retry. */
+  private async reject(source: string, job: Job, err: unknown): Promise<never> {
+    const reason = toDeferrableError(err).message;
+    await recordRejection(this.res.db.pool, { source, jobId: job.id ?? null, reason, excerpt: job.data });
+    this.res.logger.warn({ source, jobId: job.id, reason }, 'rejected job');
+    throw new UnrecoverableError(reason);
+  }
+
+  /** Periodic recovery and time-based transitions. */
+  async maintain(): Promise<void> {
+    const limit = this.opts.dispatchBatch;
+    const timedOut = await timeoutDeferrals(this.res.db.pool, limit, this.actor);
+    if (timedOut.length) this.res.logger.info({ count: timedOut.length }, 'deferrals timed out');
+    await this.dispatchNow(timedOut);
+
+    const retries = await retriesDue(this.res.db.pool, limit, this.actor);
+    await this.dispatchNow(retries);
+
+    await this.reap();
+
+    // Trigger events whose message was lost (Redis emptied, triggerer killed after recording).
+    const fired = await firedUnapplied(this.res.db.pool, Math.max(1000, this.opts.pollMs), limit);
+    if (fired.length) {
+      this.res.logger.info({ count: fired.length }, 'applying fired triggers found by the backstop scan');
+      await this.applyEvents(fired);
+    }
+
+    await this.redispatchLost();
+    await this.dispatchAllDue();
+  }
+
+  private async reap(): Promise<void> {
+    const reaped = await inTransaction(this.res.db.pool, async (client) => {
+      const rows = await lockStaleRuns(client, this.opts.reapAfterMs, this.opts.dispatchBatch);
+      for (const r of rows) {
+        const err = new HeartbeatLostError(r.worker_id);
+        const decision = decideRetry({
+          tryNumber: r.try_number,
+          maxTries: r.max_tries,
+          policy: { delayMs: r.retry_delay_ms, backoff: r.retry_backoff, maxDelayMs: r.retry_max_delay_ms },
+          error: err,
+          now: this.res.clock.now(),
+        });
+        const retryInMs = decision.kind === 'retry' ? Math.max(0, decision.runAfter.getTime() - this.res.clock.now()) : null;
+        await failRun(client, { id: r.id, tryNumber: r.try_number, workerId: r.worker_id ?? '', actor: this.actor }, recordError(err), retryInMs);
+        this.res.logger.warn({ taskInstanceId: r.id, try: r.try_number, workerId: r.worker_id, retry: retryInMs !== null }, 'reaped a run whose worker stopped heartbeating');
+      }
+      return rows.length;
+    });
+    if (reaped) await this.dispatchNow(await retriesDue(this.res.db.pool, this.opts.dispatchBatch, this.actor));
+  }
+
+  private async redispatchLost(): Promise<void> {
+    const stale = await staleQueued(this.res.db.pool, this.opts.redispatchAfterMs, this.opts.dispatchBatch);
+    const again: DispatchRow[] = [];
+    for (const row of stale) {
+      const jobId = taskDispatch.jobId({ taskInstanceId: row.id, tryNumber: row.try_number, dispatchAttempt: row.dispatch_attempt })!;
+      const state = await this.dispatches.jobState(row.queue, jobId).catch(() => 'unknown');
+      if (LIVE_JOB_STATES.has(state)) continue;
+      const next = await redispatch(this.res.db.pool, row, this.actor);
+      if (next) again.push(next);
+    }
+    if (again.length) {
+      this.res.logger.warn({ count: again.length }, 're-dispatching queued tasks whose jobs were lost');
+      await this.publish(again);
+    }
+  }
+
+  async cleanup(): Promise<void> {
+    const deleted = await deleteOrphanTriggers(this.res.db.pool, 10_000);
+    if (deleted.length) this.res.logger.info({ count: deleted.length }, 'deleted triggers no task waits on');
+  }
+}

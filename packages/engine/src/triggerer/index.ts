@@ -1,0 +1,217 @@
+import {
+  recordError,
+  TriggerEventSchema,
+  parseInput,
+  type Trigger,
+  type TriggerOutcome,
+} from '@deferrable/domain';
+import { assignedTriggerIds, CHANNELS, claimTriggers, listen, recordTriggerOutcomes, releaseTriggers, type Listener } from '@deferrable/db';
+import { Producer, triggerEvents } from '@deferrable/queues';
+import type { TriggerRegistry } from '@deferrable/triggers';
+import { Batcher } from '../batcher';
+import { Loop } from '../loop';
+import { ProcessJob } from '../process-job';
+import type { Resources } from '../resources';
+
+export interface TriggererOptions {
+  triggers: TriggerRegistry;
+  capacity: number;
+  queues: string[];
+  heartbeatMs: number;
+  healthThresholdMs: number;
+  claimIntervalMs: number;
+  syncIntervalMs: number;
+}
+
+interface RunningTrigger {
+  type: string;
+  startedAt: number;
+  abort: AbortController;
+  done: Promise<void>;
+}
+
+/**
+ * Claims triggers up to its capacity, runs them all concurrently on this event loop, records each
+ * outcome in PostgreSQL (batched, first outcome wins) and then publishes a trigger-event job.
+ */
+export class Triggerer {
+  readonly job: ProcessJob;
+  private readonly running = new Map<string, RunningTrigger>();
+  private readonly claimLoop: Loop;
+  private readonly syncLoop: Loop;
+  private readonly events: Producer<typeof triggerEvents.schema, void>;
+  private readonly outcomes: Batcher<{ triggerId: string; outcome: TriggerOutcome }, boolean>;
+  private listener: Listener | null = null;
+  private stopping = false;
+
+  constructor(
+    private readonly res: Resources,
+    private readonly opts: TriggererOptions,
+  ) {
+    this.job = new ProcessJob(res, 'triggerer', {
+      capacity: opts.capacity,
+      queues: opts.queues,
+      heartbeatMs: opts.heartbeatMs,
+      load: () => this.running.size,
+    });
+    this.claimLoop = new Loop('trigger-claim', opts.claimIntervalMs, () => this.claim(), res.logger);
+    this.syncLoop = new Loop('trigger-sync', opts.syncIntervalMs, () => this.sync(), res.logger);
+    this.events = new Producer(triggerEvents, res.redisUrl, res.prefix);
+    this.outcomes = new Batcher((items) => this.flushOutcomes(items), 1000);
+  }
+
+  get triggererId(): string {
+    return this.job.id;
+  }
+
+  get runningCount(): number {
+    return this.running.size;
+  }
+
+  runningIds(): string[] {
+    return [...this.running.keys()];
+  }
+
+  async start(): Promise<void> {
+    await this.job.start();
+    this.listener = listen({
+      url: this.res.databaseUrl,
+      channels: [CHANNELS.triggerCreated],
+      onNotify: (_channel, queue) => {
+        if (this.opts.queues.includes(queue || 'default')) this.claimLoop.wake();
+      },
+      onConnect: () => this.claimLoop.wake(),
+      onError: (err) => this.res.logger.warn({ err }, 'LISTEN connection error; reconnecting'),
+    });
+    this.claimLoop.start();
+    this.syncLoop.start();
+    this.res.logger.info({ triggererId: this.triggererId, capacity: this.opts.capacity, queues: this.opts.queues }, 'triggerer started');
+  }
+
+  /** Stops every trigger (cleanup), records what already fired, hands the rest back, ends the job row. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    await this.listener?.close();
+    await this.claimLoop.stop();
+    await this.syncLoop.stop();
+    const stopped = [...this.running.values()];
+    for (const r of stopped) r.abort.abort(new Error('triggerer stopping'));
+    await Promise.all(stopped.map((r) => r.done));
+    await this.drainOutcomes();
+    const released = await releaseTriggers(this.res.db.pool, this.triggererId).catch((err: unknown) => {
+      this.res.logger.error({ err }, 'could not release triggers');
+      return 0;
+    });
+    await this.job.stop();
+    await this.events.close();
+    this.res.logger.info({ triggererId: this.triggererId, released }, 'triggerer stopped');
+  }
+
+  private async claim(): Promise<void> {
+    if (this.stopping) return;
+    const limit = this.opts.capacity - this.running.size;
+    if (limit <= 0) return;
+    const rows = await claimTriggers(this.res.db.pool, {
+      triggererId: this.triggererId,
+      limit: Math.min(limit, 5000),
+      healthThresholdMs: this.opts.healthThresholdMs,
+      queues: this.opts.queues,
+    });
+    for (const row of rows) {
+      if (this.running.has(row.id)) continue;
+      let trigger: Trigger;
+      try {
+        const kwargs = this.res.cipher.decrypt(row.kwargs);
+        trigger = this.opts.triggers.create({ type: row.classpath, kwargs, queue: row.queue });
+      } catch (err) {
+        // Unknown type, undecryptable or invalid kwargs: the task resumes into its failure path.
+        const recorded = recordError(err);
+        this.res.logger.warn({ triggerId: row.id, triggerType: row.classpath, code: recorded.code, reason: recorded.message }, 'trigger cannot run');
+        void this.outcomes.add({ triggerId: row.id, outcome: { kind: 'failure', error: { code: recorded.code, message: recorded.message } } }).catch(() => undefined);
+        continue;
+      }
+      this.startTrigger(row.id, row.classpath, trigger);
+    }
+    // A full batch means more may be waiting: claim again at once.
+    if (rows.length === Math.min(limit, 5000)) this.claimLoop.wake();
+  }
+
+  private startTrigger(id: string, type: string, trigger: Trigger): void {
+    const abort = new AbortController();
+    const entry: RunningTrigger = { type, startedAt: Date.now(), abort, done: Promise.resolve() };
+    this.running.set(id, entry);
+    entry.done = this.runTrigger(id, type, trigger, abort.signal).finally(() => {
+      if (this.running.get(id) === entry) this.running.delete(id);
+    });
+  }
+
+  private async runTrigger(id: string, type: string, trigger: Trigger, signal: AbortSignal): Promise<void> {
+    let outcome: TriggerOutcome | null = null;
+    try {
+      for await (const raw of trigger.run({ triggerId: id, clock: this.res.clock, signal })) {
+        const event = parseInput(TriggerEventSchema, raw, `event of trigger type "${type}"`);
+        outcome = event.endTask
+          ? { kind: 'event', payload: event.payload, endTask: event.endTask }
+          : { kind: 'event', payload: event.payload };
+        break; // the first event resumes the task
+      }
+      if (!outcome && !signal.aborted) {
+        outcome = { kind: 'failure', error: { code: 'TRIGGER_FAILED', message: 'the trigger ended without an event' } };
+      }
+    } catch (err) {
+      if (!signal.aborted) {
+        const recorded = recordError(err);
+        outcome = { kind: 'failure', error: { code: recorded.code, message: recorded.message } };
+        this.res.logger.warn({ triggerId: id, triggerType: type, code: recorded.code }, 'trigger failed');
+      }
+    } finally {
+      try {
+        await trigger.cleanup?.();
+      } catch (err) {
+        this.res.logger.warn({ err, triggerId: id, triggerType: type }, 'trigger cleanup failed');
+      }
+    }
+    if (outcome) await this.outcomes.add({ triggerId: id, outcome }).catch(() => undefined);
+  }
+
+  /** Records outcomes (first wins), then notifies the scheduler. Retries the batch until PostgreSQL takes it. */
+  private async flushOutcomes(items: { triggerId: string; outcome: TriggerOutcome }[]): Promise<boolean[]> {
+    let recorded: string[] | null = null;
+    for (let attempt = 0; recorded === null; attempt++) {
+      try {
+        recorded = await recordTriggerOutcomes(this.res.db.pool, items);
+      } catch (err) {
+        if (attempt >= 30) throw err;
+        this.res.logger.warn({ err, attempt }, 'recording trigger outcomes failed; retrying');
+        await new Promise((r) => setTimeout(r, Math.min(2000, 50 * 2 ** attempt)));
+      }
+    }
+    if (recorded.length > 0) {
+      // A lost publish is recovered by the scheduler's backstop scan of fired triggers.
+      await this.events.addBulk(undefined, recorded.map((triggerId) => ({ triggerId }))).catch((err: unknown) =>
+        this.res.logger.warn({ err, count: recorded!.length }, 'publishing trigger events failed; the scheduler backstop will apply them'),
+      );
+      for (const id of recorded) this.res.logger.debug({ triggerId: id }, 'trigger fired');
+    }
+    const set = new Set(recorded);
+    return items.map((i) => set.has(i.triggerId));
+  }
+
+  private async drainOutcomes(): Promise<void> {
+    while (this.outcomes.pending > 0) await new Promise((r) => setTimeout(r, 5));
+  }
+
+  /** Stops triggers no longer assigned here (task cancelled, timed out or resumed; or taken over). */
+  private async sync(): Promise<void> {
+    if (this.stopping || this.running.size === 0) return;
+    // Only triggers started before the query can be judged by its answer.
+    const issuedAt = Date.now();
+    const assigned = await assignedTriggerIds(this.res.db.pool, this.triggererId);
+    for (const [id, r] of this.running) {
+      if (r.startedAt < issuedAt && !assigned.has(id) && !r.abort.signal.aborted) {
+        this.res.logger.info({ triggerId: id, triggerType: r.type }, 'trigger no longer wanted here; cancelling');
+        r.abort.abort(new Error('trigger cancelled'));
+      }
+    }
+  }
+}

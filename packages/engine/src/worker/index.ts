@@ -1,0 +1,225 @@
+import { randomUUID } from 'node:crypto';
+import {
+  assertJsonSize,
+  decideRetry,
+  parseInput,
+  recordError,
+  toDeferrableError,
+  TaskDispatchMessageSchema,
+  type DeferOptions,
+  type TaskDispatchMessage,
+} from '@deferrable/domain';
+import {
+  deferRun,
+  failRun,
+  heartbeatRuns,
+  recordRejection,
+  startRun,
+  succeedRun,
+  type RunKey,
+  type TaskInstanceRow,
+} from '@deferrable/db';
+import { consumerConnection, bullPrefix, taskDispatch } from '@deferrable/queues';
+import type { TriggerRegistry } from '@deferrable/triggers';
+import { UnrecoverableError, Worker, type Job } from 'bullmq';
+import { Loop } from '../loop';
+import { ProcessJob } from '../process-job';
+import type { Resources } from '../resources';
+import type { TaskRegistry } from '../task-registry';
+import { runTaskCode, type RunOutcome } from './execute';
+
+export interface TaskWorkerOptions {
+  tasks: TaskRegistry;
+  triggers: TriggerRegistry;
+  /** Concurrent runs per task queue. */
+  slots: number;
+  queues: string[];
+  heartbeatMs: number;
+  maxPayloadBytes: number;
+  shutdownGraceMs: number;
+}
+
+interface ActiveRun {
+  tryNumber: number;
+  startedAt: number;
+  abort: AbortController;
+}
+
+/**
+ * Consumes task dispatches. A run starts only by a compare-and-set (queued -> running for the
+ * expected try and dispatch attempt); a deferral writes the trigger and the deferred state in one
+ * statement and returns the slot to BullMQ at once.
+ */
+export class TaskWorker {
+  readonly job: ProcessJob;
+  private readonly consumers: Worker[] = [];
+  private readonly active = new Map<string, ActiveRun>();
+  private readonly heartbeat: Loop;
+  private readonly actor: string;
+
+  constructor(
+    private readonly res: Resources,
+    private readonly opts: TaskWorkerOptions,
+  ) {
+    this.job = new ProcessJob(res, 'worker', {
+      capacity: opts.slots * opts.queues.length,
+      queues: opts.queues,
+      heartbeatMs: opts.heartbeatMs,
+      load: () => this.active.size,
+    });
+    this.actor = `worker:${this.job.id}`;
+    this.heartbeat = new Loop('worker-run-heartbeat', opts.heartbeatMs, () => this.heartbeatRuns(), res.logger);
+  }
+
+  get workerId(): string {
+    return this.job.id;
+  }
+
+  get activeRuns(): number {
+    return this.active.size;
+  }
+
+  async start(): Promise<void> {
+    await this.job.start();
+    for (const queue of this.opts.queues) {
+      const worker = new Worker(taskDispatch.queueName(queue), (job) => this.process(job, queue), {
+        connection: consumerConnection(this.res.redisUrl),
+        prefix: bullPrefix(this.res.prefix),
+        concurrency: this.opts.slots,
+        // The state of record is PostgreSQL: a stalled job is just a stale notification.
+        maxStalledCount: 1,
+      });
+      worker.on('error', (err) => this.res.logger.error({ err, queue }, 'task queue consumer error'));
+      this.consumers.push(worker);
+    }
+    this.heartbeat.start();
+    this.res.logger.info({ workerId: this.workerId, queues: this.opts.queues, slots: this.opts.slots }, 'worker started');
+  }
+
+  async stop(): Promise<void> {
+    const grace = new Promise<void>((resolve) => setTimeout(resolve, this.opts.shutdownGraceMs).unref());
+    // Let the runs in progress finish within the grace period; what is left is reaped later.
+    await Promise.race([Promise.all(this.consumers.map((w) => w.close())), grace]);
+    for (const run of this.active.values()) run.abort.abort(new Error('worker shutting down'));
+    await Promise.all(this.consumers.map((w) => w.close(true).catch(() => undefined)));
+    await this.heartbeat.stop();
+    await this.job.stop();
+    this.res.logger.info({ workerId: this.workerId }, 'worker stopped');
+  }
+
+  private async process(job: Job, queue: string): Promise<void> {
+    let msg: TaskDispatchMessage;
+    try {
+      msg = parseInput(TaskDispatchMessageSchema, job.data, `job on ${taskDispatch.queueName(queue)}`);
+    } catch (err) {
+      const reason = toDeferrableError(err).message;
+      await recordRejection(this.res.db.pool, {
+        source: `queue:${taskDispatch.queueName(queue)}`,
+        jobId: job.id ?? null,
+        reason,
+        excerpt: job.data,
+      });
+      this.res.logger.warn({ jobId: job.id, queue, reason }, 'rejected malformed task job');
+      throw new UnrecoverableError(reason);
+    }
+    const row = await startRun(this.res.db.pool, {
+      id: msg.taskInstanceId,
+      tryNumber: msg.tryNumber,
+      dispatchAttempt: msg.dispatchAttempt,
+      workerId: this.workerId,
+      actor: this.actor,
+    });
+    if (!row) {
+      this.res.logger.debug({ taskInstanceId: msg.taskInstanceId, try: msg.tryNumber }, 'stale dispatch ignored');
+      return;
+    }
+    await this.run(row);
+  }
+
+  private async run(row: TaskInstanceRow): Promise<void> {
+    const log = this.res.logger.child({ taskInstanceId: row.id, try: row.try_number, task: row.task_name });
+    const abort = new AbortController();
+    this.active.set(row.id, { tryNumber: row.try_number, startedAt: Date.now(), abort });
+    const key: RunKey = { id: row.id, tryNumber: row.try_number, workerId: this.workerId, actor: this.actor };
+    try {
+      log.info({ method: row.next_method ?? 'execute' }, 'task running');
+      let outcome: RunOutcome;
+      try {
+        const type = this.opts.tasks.get(row.task_name);
+        outcome = await runTaskCode({ row, type, clock: this.res.clock, signal: abort.signal, abort: (r) => abort.abort(r) });
+      } catch (err) {
+        outcome = { kind: 'error', error: err };
+      }
+      if (outcome.kind === 'deferred') {
+        try {
+          await this.recordDeferral(key, outcome.deferral.options, log);
+          return;
+        } catch (err) {
+          outcome = { kind: 'error', error: err };
+        }
+      }
+      if (outcome.kind === 'success') {
+        try {
+          assertJsonSize(outcome.result ?? null, this.opts.maxPayloadBytes, 'task result');
+          const ok = await succeedRun(this.res.db.pool, key, outcome.result ?? null);
+          log.info({ recorded: ok }, ok ? 'task succeeded' : 'task finished, but its run was no longer ours');
+          return;
+        } catch (err) {
+          outcome = { kind: 'error', error: err };
+        }
+      }
+      await this.recordFailure(row, key, outcome.error, log);
+    } finally {
+      this.active.delete(row.id);
+    }
+  }
+
+  private async recordDeferral(key: RunKey, d: DeferOptions, log: typeof this.res.logger): Promise<void> {
+    const serialized = d.trigger.serialize();
+    this.opts.triggers.validate(serialized);
+    assertJsonSize(serialized.kwargs, this.opts.maxPayloadBytes, 'trigger kwargs');
+    assertJsonSize(d.kwargs ?? {}, this.opts.maxPayloadBytes, 'deferral kwargs');
+    const triggerId = randomUUID();
+    const ok = await deferRun(this.res.db.pool, key, {
+      trigger: {
+        id: triggerId,
+        classpath: serialized.type,
+        kwargsToken: this.res.cipher.encrypt(serialized.kwargs),
+        queue: serialized.queue ?? null,
+      },
+      nextMethod: d.method,
+      nextKwargs: { kwargs: d.kwargs ?? {} },
+      timeoutMs: d.timeoutMs ?? null,
+    });
+    log.info({ triggerId, triggerType: serialized.type, method: d.method, recorded: ok }, ok ? 'task deferred; slot freed' : 'deferral not recorded: run was no longer ours');
+  }
+
+  private async recordFailure(row: TaskInstanceRow, key: RunKey, error: unknown, log: typeof this.res.logger): Promise<void> {
+    const err = toDeferrableError(error);
+    const decision = decideRetry({
+      tryNumber: row.try_number,
+      maxTries: row.max_tries,
+      policy: { delayMs: row.retry_delay_ms, backoff: row.retry_backoff, maxDelayMs: row.retry_max_delay_ms },
+      error: err,
+      now: this.res.clock.now(),
+    });
+    const retryInMs = decision.kind === 'retry' ? Math.max(0, decision.runAfter.getTime() - this.res.clock.now()) : null;
+    const ok = await failRun(this.res.db.pool, key, recordError(err), retryInMs);
+    log.warn(
+      { err: { code: err.code, message: err.message }, retryInMs, recorded: ok },
+      decision.kind === 'retry' ? 'task failed; will retry' : 'task failed',
+    );
+  }
+
+  /** Heartbeats every run; a run the database no longer gives this worker (reaped, cancelled) is aborted. */
+  private async heartbeatRuns(): Promise<void> {
+    const issuedAt = Date.now();
+    const held = new Set((await heartbeatRuns(this.res.db.pool, this.workerId)).map((r) => `${r.id}:${r.try_number}`));
+    for (const [id, run] of this.active) {
+      if (run.startedAt < issuedAt && !held.has(`${id}:${run.tryNumber}`) && !run.abort.signal.aborted) {
+        this.res.logger.warn({ taskInstanceId: id, try: run.tryNumber }, 'run is no longer held by this worker; aborting it');
+        run.abort.abort(new Error('run no longer held by this worker'));
+      }
+    }
+  }
+}

@@ -1,0 +1,115 @@
+import { defineTask, defineTriggerType, UnrecoverableTaskError, type Trigger } from '@deferrable/domain';
+import { DateTimeTrigger, TimeDeltaTrigger } from '@deferrable/triggers';
+import { z } from 'zod';
+
+/**
+ * Task and trigger types for end-to-end tests, loaded by the apps through DEFERRABLE_MODULES
+ * (`@deferrable/testkit/dist/fixtures`). They record nothing outside the task instance: the tests
+ * read the state of record.
+ */
+
+const DeferArgs = z.object({ delayMs: z.number().int().min(0), tag: z.string().optional() });
+
+/** Defers on a timer, resumes with the event. */
+export const deferOnce = defineTask({
+  name: 'test.defer-once',
+  args: DeferArgs,
+  execute(ctx) {
+    ctx.defer({ trigger: new TimeDeltaTrigger(ctx.args.delayMs, ctx.now()), method: 'resume', kwargs: { tag: ctx.args.tag ?? null } });
+  },
+  callbacks: {
+    resume(ctx, event, kwargs) {
+      return { event, kwargs, tryNumber: ctx.tryNumber };
+    },
+  },
+});
+
+/** Defers on a moment far away with a short timeout: the deferral times out. */
+export const deferTimesOut = defineTask({
+  name: 'test.defer-times-out',
+  args: z.object({ timeoutMs: z.number().int().min(1) }),
+  execute(ctx) {
+    ctx.defer({ trigger: new DateTimeTrigger(new Date(ctx.now() + 3_600_000)), method: 'never', timeoutMs: ctx.args.timeoutMs });
+  },
+  callbacks: {
+    never() {
+      return 'fired';
+    },
+  },
+});
+
+/** Its callback throws on the first try and succeeds on a later one. */
+export const flakyCallback = defineTask({
+  name: 'test.flaky-callback',
+  args: DeferArgs,
+  execute(ctx) {
+    ctx.defer({ trigger: new TimeDeltaTrigger(ctx.args.delayMs, ctx.now()), method: 'resume' });
+  },
+  callbacks: {
+    resume(ctx) {
+      if (ctx.tryNumber < 2) throw new Error(`callback fails on try ${ctx.tryNumber}`);
+      return { tryNumber: ctx.tryNumber };
+    },
+  },
+});
+
+/** Its callback holds the slot for `holdMs` (so a test can kill the worker during it). */
+export const slowCallback = defineTask({
+  name: 'test.slow-callback',
+  args: z.object({ delayMs: z.number().int().min(0), holdMs: z.number().int().min(0) }),
+  execute(ctx) {
+    ctx.defer({ trigger: new TimeDeltaTrigger(ctx.args.delayMs, ctx.now()), method: 'resume' });
+  },
+  callbacks: {
+    async resume(ctx) {
+      // Only the first try holds: a retry after the worker was killed finishes at once.
+      if (ctx.tryNumber === 1) await new Promise((r) => setTimeout(r, ctx.args.holdMs));
+      return { tryNumber: ctx.tryNumber };
+    },
+  },
+});
+
+/** Defers on a trigger type nobody registered. */
+export const unknownTrigger = defineTask({
+  name: 'test.unknown-trigger',
+  execute(ctx) {
+    const trigger: Trigger = {
+      serialize: () => ({ type: 'no-such-trigger', kwargs: {} }),
+      async *run() {},
+    };
+    ctx.defer({ trigger, method: 'resume' });
+  },
+});
+
+/** Blocks its slot without deferring, for comparison. */
+export const blockingWait = defineTask({
+  name: 'test.blocking-wait',
+  args: z.object({ ms: z.number().int().min(0) }),
+  async execute(ctx) {
+    await new Promise((r) => setTimeout(r, ctx.args.ms));
+    return { waited: ctx.args.ms };
+  },
+});
+
+export const failsHard = defineTask({
+  name: 'test.fails-hard',
+  execute() {
+    throw new UnrecoverableTaskError('this task never succeeds');
+  },
+});
+
+/** A trigger that throws after a delay, to exercise the failure path. */
+export const explodingTriggerType = defineTriggerType({
+  type: 'test.exploding',
+  kwargs: z.object({ afterMs: z.number().int().min(0) }) as any,
+  create: (kwargs: any) => ({
+    serialize: () => ({ type: 'test.exploding', kwargs }),
+    async *run(ctx) {
+      await ctx.clock.sleep(kwargs.afterMs as number, ctx.signal);
+      throw new Error('the trigger exploded');
+    },
+  }),
+});
+
+export const tasks = [deferOnce, deferTimesOut, flakyCallback, slowCallback, unknownTrigger, blockingWait, failsHard];
+export const triggers = [explodingTriggerType];
