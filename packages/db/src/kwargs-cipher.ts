@@ -12,6 +12,8 @@ export interface KwargsCipher {
   decrypt(token: string): JsonObject;
 }
 
+const TAG_BYTES = 16;
+
 interface Key {
   id: string;
   bytes: Buffer;
@@ -46,8 +48,12 @@ export function createKwargsCipher(encodedKeys: readonly string[]): KwargsCipher
       const key = byId.get(keyId);
       if (!key) throw new KwargsDecryptionError(`no configured key has id ${keyId}`);
       try {
-        const decipher = createDecipheriv('aes-256-gcm', key.bytes, Buffer.from(iv, 'base64url'));
-        decipher.setAuthTag(Buffer.from(tag, 'base64url'));
+        // The tag length is pinned: GCM otherwise accepts a tag cut down to 4 bytes, which an
+        // attacker could forge by trial.
+        const tagBytes = Buffer.from(tag, 'base64url');
+        if (tagBytes.length !== TAG_BYTES) throw new Error('bad tag length');
+        const decipher = createDecipheriv('aes-256-gcm', key.bytes, Buffer.from(iv, 'base64url'), { authTagLength: TAG_BYTES });
+        decipher.setAuthTag(tagBytes);
         const plain = Buffer.concat([decipher.update(Buffer.from(body, 'base64url')), decipher.final()]).toString('utf8');
         return JSON.parse(plain) as JsonObject;
       } catch {
