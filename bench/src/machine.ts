@@ -1,0 +1,32 @@
+import { cpus, loadavg, totalmem } from 'node:os';
+import { Client } from 'pg';
+import type { Redis } from 'ioredis';
+import { PG_ADMIN_URL } from '@deferrable/testkit';
+
+export interface MachineFacts {
+  cores: number;
+  cpuModel: string;
+  memoryGiB: number;
+  loadAvg1m: number;
+  node: string;
+  postgres: string;
+  redis: string;
+  redisPid: number | null;
+}
+
+export async function machineFacts(redis: Redis): Promise<MachineFacts> {
+  const pg = new Client({ connectionString: PG_ADMIN_URL });
+  await pg.connect();
+  const postgres = (await pg.query<{ server_version: string }>('SHOW server_version').finally(() => pg.end())).rows[0]?.server_version ?? '?';
+  const info = await redis.info('server');
+  return {
+    cores: cpus().length,
+    cpuModel: cpus()[0]?.model.trim() ?? '?',
+    memoryGiB: Number((totalmem() / 2 ** 30).toFixed(1)),
+    loadAvg1m: Number(loadavg()[0]!.toFixed(2)),
+    node: process.version,
+    postgres,
+    redis: /redis_version:(\S+)/.exec(info)?.[1] ?? '?',
+    redisPid: Number(/process_id:(\d+)/.exec(info)?.[1]) || null,
+  };
+}

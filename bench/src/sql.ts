@@ -1,0 +1,92 @@
+import { CHANNELS } from '@deferrable/db';
+import { z } from 'zod';
+
+/**
+ * The benchmark's own statements. They read the state of record after a run; only ENQUEUE and
+ * PROGRESS run during the measurement.
+ */
+
+// $1 task name, $2 int[] of delays. One INSERT per chunk (the audit trigger logs each row's
+// `-> scheduled`), and one wake-up for the scheduler, delivered at commit.
+export const ENQUEUE = `
+WITH ins AS (
+  INSERT INTO task_instance (id, task_name, args, state, last_actor)
+  SELECT gen_random_uuid(), $1, jsonb_build_object('delayMs', d), 'scheduled', 'bench'
+  FROM unnest($2::int[]) AS d
+  RETURNING id
+)
+SELECT (SELECT count(*) FROM ins)::int AS inserted, pg_notify('${CHANNELS.taskScheduled}', '') IS NULL AS notified`;
+
+export const PROGRESS = `
+SELECT count(*) FILTER (WHERE state = 'success')::int AS done,
+       count(*) FILTER (WHERE state IN ('failed', 'cancelled', 'skipped', 'up_for_retry'))::int AS bad
+FROM task_instance`;
+
+/**
+ * One row per task with the instants (epoch ms, float) of its resume path. The trigger is found by
+ * the task id its event carries (bench fixture), since the resume cleared task_instance.trigger_id.
+ *   due        the timer's moment (event payload, set when execute deferred)
+ *   fired      when the triggerer's timer callback ran (event payload, triggerer clock)
+ *   recorded   trigger.fired_at: now() of the statement that recorded the event (ms precision)
+ *   applied    task_transition deferred -> scheduled (clock_timestamp(), us precision)
+ *   queued2    the second scheduled -> queued
+ *   run2       the second queued -> running: the callback starting
+ *   succeeded  running -> success
+ */
+export const RESUME_PATH = `
+WITH tr AS (
+  SELECT task_instance_id AS id,
+    array_agg(at ORDER BY at) FILTER (WHERE from_state = 'queued' AND to_state = 'running') AS runs,
+    array_agg(at ORDER BY at) FILTER (WHERE from_state = 'scheduled' AND to_state = 'queued') AS queues,
+    min(at) FILTER (WHERE from_state = 'deferred' AND to_state = 'scheduled') AS applied,
+    max(at) FILTER (WHERE to_state = 'success') AS succeeded
+  FROM task_transition GROUP BY task_instance_id
+)
+SELECT
+  extract(epoch FROM (t.event->'payload'->>'moment')::timestamptz)::float8 * 1000 AS due,
+  extract(epoch FROM (t.event->'payload'->>'firedAt')::timestamptz)::float8 * 1000 AS fired,
+  extract(epoch FROM t.fired_at)::float8 * 1000 AS recorded,
+  extract(epoch FROM tr.applied)::float8 * 1000 AS applied,
+  extract(epoch FROM tr.queues[2])::float8 * 1000 AS queued2,
+  extract(epoch FROM tr.runs[2])::float8 * 1000 AS run2,
+  extract(epoch FROM tr.succeeded)::float8 * 1000 AS succeeded,
+  coalesce(array_length(tr.runs, 1), 0) AS runs
+FROM tr LEFT JOIN trigger t ON (t.event->'payload'->>'taskInstanceId')::uuid = tr.id`;
+
+const instant = z.number().nullable();
+export const ResumePathRow = z.object({
+  due: instant,
+  fired: instant,
+  recorded: instant,
+  applied: instant,
+  queued2: instant,
+  run2: instant,
+  succeeded: instant,
+  runs: z.number().int(),
+});
+export type ResumePathRow = z.infer<typeof ResumePathRow>;
+
+// BullMQ jobs the run published: one dispatch job per dispatch attempt, one event job per trigger.
+export const JOBS_PUBLISHED = `
+SELECT (SELECT coalesce(sum(dispatch_attempt), 0) FROM task_instance)::int AS dispatch_jobs,
+       (SELECT count(*) FROM trigger WHERE fired_at IS NOT NULL)::int AS event_jobs,
+       (SELECT count(*) FROM trigger)::int AS triggers`;
+
+export const JobsPublished = z.object({ dispatch_jobs: z.number(), event_jobs: z.number(), triggers: z.number() });
+
+// Cumulative counters; read only after the apps' backends exited (a backend flushes its
+// statistics at exit, otherwise up to seconds later).
+export const DB_COUNTERS = `
+SELECT (SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database())::float8 AS xacts,
+       coalesce((SELECT json_object_agg(relname, json_build_object('ins', n_tup_ins, 'upd', n_tup_upd, 'del', n_tup_del, 'hot', n_tup_hot_upd))
+                 FROM pg_stat_user_tables), '{}'::json) AS tables`;
+
+export const DbCounters = z.object({
+  xacts: z.number(),
+  tables: z.record(z.string(), z.object({ ins: z.number(), upd: z.number(), del: z.number(), hot: z.number() })),
+});
+export type DbCounters = z.infer<typeof DbCounters>;
+
+export const BACKEND_PIDS = `SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`;
+
+export const RUNNING_JOBS = `SELECT DISTINCT job_type FROM job WHERE state = 'running'`;

@@ -1,0 +1,32 @@
+/** Nearest-rank percentile of already sorted values (p in [0, 100]). */
+export function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  const rank = Math.min(sorted.length, Math.max(1, Math.ceil((p / 100) * sorted.length)));
+  return sorted[rank - 1]!;
+}
+
+export function median(values: readonly number[]): number {
+  return percentile([...values].sort((a, b) => a - b), 50);
+}
+
+export interface Distribution {
+  p50: number;
+  p90: number;
+  p99: number;
+  max: number;
+}
+
+export function distribution(values: readonly number[]): Distribution {
+  const sorted = [...values].sort((a, b) => a - b);
+  return { p50: percentile(sorted, 50), p90: percentile(sorted, 90), p99: percentile(sorted, 99), max: percentile(sorted, 100) };
+}
+
+/**
+ * Timer delays spread uniformly over [0, maxMs): the golden-ratio sequence, deterministic so that
+ * runs are comparable, and interleaved so that every enqueue batch covers the whole range.
+ */
+export function spreadDelays(n: number, maxMs = 1000): number[] {
+  return Array.from({ length: n }, (_, i) => Math.floor(((i * 0.6180339887498949) % 1) * maxMs));
+}
+
+export const round = (x: number, digits = 1): number => (Number.isFinite(x) ? Number(x.toFixed(digits)) : x);

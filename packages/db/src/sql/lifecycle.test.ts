@@ -1,0 +1,754 @@
+/**
+ * Walks task instances through the hot-path SQL against a real, migrated PostgreSQL database:
+ * every statement is a compare-and-set, so the interesting cases are the ones that must NOT match.
+ */
+import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { canTransition, FAIL_METHOD, type TaskState } from '@deferrable/domain';
+import { createTestEnv, type TestEnv } from '@deferrable/testkit';
+import { Client, type Pool } from 'pg';
+import { insertTaskInstance, type NewTaskInstance } from './enqueue';
+import { dispatchDue, dispatchIds, redispatch, staleQueued } from './dispatch';
+import { endJob, heartbeatJob, listJobs, registerJob } from './jobs';
+import { cancelTask, deleteOrphanTriggers, lockStaleRuns } from './recovery';
+import { recordRejection } from './rejections';
+import { firedUnapplied, resumeFromTriggers, retriesDue, timeoutDeferrals } from './resume';
+import { CHANNELS } from './rows';
+import { deferRun, failRun, heartbeatRuns, startRun, succeedRun, type RunKey } from './run';
+import { assignedTriggerIds, claimTriggers, recordTriggerOutcomes, releaseTriggers } from './triggers';
+
+const ACTOR = 'lifecycle-test';
+
+let env: TestEnv;
+let pool: Pool;
+
+beforeAll(async () => {
+  env = await createTestEnv('lifecycle');
+  pool = env.db.pool;
+});
+
+afterAll(async () => {
+  await env?.cleanup();
+});
+
+// Each test starts from empty tables, so that "due" and "orphan" scans see only its own rows.
+beforeEach(async () => {
+  await pool.query('TRUNCATE task_transition, task_instance, trigger, job, rejection');
+});
+
+// ---------------------------------------------------------------------------------------------
+
+interface TaskRow {
+  id: string;
+  state: TaskState;
+  try_number: number;
+  max_tries: number;
+  dispatch_attempt: number;
+  queued_at: Date | null;
+  trigger_id: string | null;
+  trigger_timeout: Date | null;
+  next_method: string | null;
+  next_kwargs: Record<string, unknown> | null;
+  worker_id: string | null;
+  heartbeat_at: Date | null;
+  run_after: Date;
+  result: unknown;
+  error: unknown;
+  started_at: Date | null;
+  ended_at: Date | null;
+  last_actor: string | null;
+}
+
+function newTask(over: Partial<NewTaskInstance> = {}): NewTaskInstance {
+  return {
+    id: randomUUID(),
+    taskName: 'test.task',
+    args: { n: 1 },
+    queue: 'default',
+    priority: 0,
+    maxTries: 3,
+    retryDelayMs: 1000,
+    retryBackoff: 2,
+    retryMaxDelayMs: 60_000,
+    executionTimeoutMs: null,
+    runAfter: null,
+    idempotencyKey: null,
+    actor: ACTOR,
+    ...over,
+  };
+}
+
+async function task(id: string): Promise<TaskRow> {
+  const { rows } = await pool.query<TaskRow>('SELECT * FROM task_instance WHERE id = $1', [id]);
+  if (!rows[0]) throw new Error(`no task ${id}`);
+  return rows[0];
+}
+
+async function triggerRow(id: string) {
+  const { rows } = await pool.query<{ id: string; classpath: string; kwargs: string; queue: string | null; triggerer_id: string | null; event: unknown; fired_at: Date | null }>(
+    'SELECT * FROM trigger WHERE id = $1',
+    [id],
+  );
+  return rows[0] ?? null;
+}
+
+async function count(sql: string, params: unknown[] = []): Promise<number> {
+  const { rows } = await pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${sql}`, params);
+  return rows[0]!.n;
+}
+
+async function transitions(id: string): Promise<Array<[TaskState | null, TaskState, number, string | null]>> {
+  const { rows } = await pool.query<{ from_state: TaskState | null; to_state: TaskState; try_number: number; actor: string | null }>(
+    'SELECT from_state, to_state, try_number, actor FROM task_transition WHERE task_instance_id = $1 ORDER BY id',
+    [id],
+  );
+  return rows.map((r) => [r.from_state, r.to_state, r.try_number, r.actor]);
+}
+
+async function enqueue(over: Partial<NewTaskInstance> = {}): Promise<string> {
+  const r = await insertTaskInstance(pool, newTask(over));
+  expect(r.created).toBe(true);
+  return r.id;
+}
+
+async function queued(over: Partial<NewTaskInstance> = {}) {
+  const id = await enqueue(over);
+  const rows = await dispatchIds(pool, [id], ACTOR);
+  expect(rows).toHaveLength(1);
+  return rows[0]!;
+}
+
+async function running(over: Partial<NewTaskInstance> = {}, workerId: string = randomUUID()): Promise<RunKey> {
+  const d = await queued(over);
+  const row = await startRun(pool, { id: d.id, tryNumber: d.try_number, dispatchAttempt: d.dispatch_attempt, workerId, actor: ACTOR });
+  expect(row?.state).toBe('running');
+  return { id: d.id, tryNumber: d.try_number, workerId, actor: ACTOR };
+}
+
+async function deferred(opts: { timeoutMs?: number | null; queue?: string | null; nextKwargs?: unknown } = {}) {
+  const key = await running();
+  const triggerId = randomUUID();
+  const ok = await deferRun(pool, key, {
+    trigger: { id: triggerId, classpath: 'datetime', kwargsToken: 'v1.test.token', queue: opts.queue ?? null },
+    nextMethod: 'resume_here',
+    nextKwargs: opts.nextKwargs ?? { keep: 'me' },
+    timeoutMs: opts.timeoutMs ?? null,
+  });
+  expect(ok).toBe(true);
+  return { id: key.id, key, triggerId };
+}
+
+async function triggerer(): Promise<string> {
+  const id = randomUUID();
+  await registerJob(pool, { id, jobType: 'triggerer', hostname: 'test-host', pid: process.pid, capacity: 100, queues: ['default'] });
+  return id;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+describe('enqueue', () => {
+  it('records a scheduled task; an idempotency key used twice gives the same id and created: false', async () => {
+    const first = await insertTaskInstance(pool, newTask({ idempotencyKey: 'k-1' }));
+    const second = await insertTaskInstance(pool, newTask({ idempotencyKey: 'k-1', taskName: 'other' }));
+    expect(first.created).toBe(true);
+    expect(second).toEqual({ id: first.id, created: false });
+    expect(await count('task_instance')).toBe(1);
+    const t = await task(first.id);
+    expect(t).toMatchObject({ state: 'scheduled', try_number: 1, max_tries: 3, dispatch_attempt: 0, last_actor: ACTOR });
+    expect(await transitions(first.id)).toEqual([[null, 'scheduled', 1, ACTOR]]);
+  });
+
+  it('concurrent requests with one idempotency key create exactly one task', async () => {
+    const results = await Promise.all(Array.from({ length: 6 }, () => insertTaskInstance(pool, newTask({ idempotencyKey: 'k-race' }))));
+    expect(results.filter((r) => r.created)).toHaveLength(1);
+    expect(new Set(results.map((r) => r.id)).size).toBe(1);
+    expect(await count('task_instance')).toBe(1);
+  });
+
+  it('tasks without a key are independent', async () => {
+    await enqueue();
+    await enqueue();
+    expect(await count('task_instance')).toBe(2);
+  });
+
+  it('notifies the scheduler and the triggerer channels on commit', async () => {
+    const listener = new Client({ connectionString: env.databaseUrl });
+    await listener.connect();
+    try {
+      const seen: string[] = [];
+      listener.on('notification', (n) => seen.push(`${n.channel}:${n.payload ?? ''}`));
+      await listener.query(`LISTEN ${CHANNELS.taskScheduled}`);
+      await listener.query(`LISTEN ${CHANNELS.triggerCreated}`);
+      await deferred({ queue: 'gpu' });
+      for (let i = 0; i < 50 && seen.length < 2; i++) await sleep(10);
+      expect(seen).toEqual([`${CHANNELS.taskScheduled}:`, `${CHANNELS.triggerCreated}:gpu`]);
+    } finally {
+      await listener.end();
+    }
+  });
+});
+
+describe('dispatch', () => {
+  it('dispatchDue moves due scheduled tasks to queued, highest priority first, attempt 1', async () => {
+    const low = await enqueue({ priority: -1 });
+    const mid = await enqueue({ priority: 0 });
+    const high = await enqueue({ priority: 5 });
+    const later = await enqueue({ priority: 100, runAfter: new Date(Date.now() + 3_600_000) });
+
+    const first = await dispatchDue(pool, 2, ACTOR);
+    expect(first.map((r) => r.id)).toEqual([high, mid]);
+    for (const r of first) expect(r).toMatchObject({ try_number: 1, dispatch_attempt: 1, queue: 'default' });
+    expect((await task(high)).state).toBe('queued');
+    expect((await task(high)).queued_at).toBeInstanceOf(Date);
+
+    expect((await dispatchDue(pool, 10, ACTOR)).map((r) => r.id)).toEqual([low]);
+    expect(await dispatchDue(pool, 10, ACTOR)).toEqual([]);
+    expect((await task(later)).state).toBe('scheduled');
+    // dispatchIds: only tasks still scheduled and due.
+    expect(await dispatchIds(pool, [high, later], ACTOR)).toEqual([]);
+    expect(await dispatchIds(pool, [], ACTOR)).toEqual([]);
+  });
+
+  it('two schedulers dispatching at once never take the same task', async () => {
+    const ids = await Promise.all(Array.from({ length: 20 }, () => enqueue()));
+    const [a, b] = await Promise.all([dispatchDue(pool, 20, 'a'), dispatchDue(pool, 20, 'b')]);
+    const taken = [...a!, ...b!].map((r) => r.id);
+    expect(new Set(taken).size).toBe(taken.length);
+    expect(taken.sort()).toEqual([...ids].sort());
+    expect(await count(`task_instance WHERE dispatch_attempt = 1 AND state = 'queued'`)).toBe(20);
+  });
+
+  it('a stale queued task gets a new dispatch attempt; the old attempt can no longer start', async () => {
+    const d = await queued();
+    await sleep(30);
+    const stale = await staleQueued(pool, 10, 10);
+    expect(stale.map((r) => r.id)).toEqual([d.id]);
+    expect(await staleQueued(pool, 60_000, 10)).toEqual([]);
+
+    const again = await redispatch(pool, stale[0]!, ACTOR);
+    expect(again).toMatchObject({ id: d.id, dispatch_attempt: 2, try_number: 1 });
+    // A second scheduler redispatching from the same stale read changes nothing.
+    expect(await redispatch(pool, stale[0]!, ACTOR)).toBeNull();
+
+    const workerId = randomUUID();
+    expect(await startRun(pool, { id: d.id, tryNumber: 1, dispatchAttempt: 1, workerId, actor: ACTOR })).toBeNull();
+    expect(await startRun(pool, { id: d.id, tryNumber: 1, dispatchAttempt: 2, workerId, actor: ACTOR })).not.toBeNull();
+    // Re-dispatching is not a state change: no audit row for it.
+    expect((await transitions(d.id)).map(([f, t]) => `${f}->${t}`)).toEqual(['null->scheduled', 'scheduled->queued', 'queued->running']);
+  });
+});
+
+describe('startRun (compare-and-set)', () => {
+  it('starts only the exact try and dispatch attempt, once', async () => {
+    const d = await queued();
+    const workerId = randomUUID();
+    const base = { id: d.id, workerId, actor: ACTOR };
+    expect(d.dispatch_attempt).toBe(1);
+    expect(await startRun(pool, { ...base, tryNumber: 1, dispatchAttempt: 2 })).toBeNull();
+    expect(await startRun(pool, { ...base, tryNumber: 2, dispatchAttempt: 1 })).toBeNull();
+    expect(await startRun(pool, { ...base, id: randomUUID(), tryNumber: 1, dispatchAttempt: 1 })).toBeNull();
+    expect((await task(d.id)).state).toBe('queued');
+
+    const row = await startRun(pool, { ...base, tryNumber: 1, dispatchAttempt: 1 });
+    expect(row).toMatchObject({ id: d.id, state: 'running', worker_id: workerId, try_number: 1, dispatch_attempt: 1, args: { n: 1 } });
+    expect(await startRun(pool, { ...base, tryNumber: 1, dispatchAttempt: 1 })).toBeNull();
+    expect(await startRun(pool, { ...base, workerId: randomUUID(), tryNumber: 1, dispatchAttempt: 1 })).toBeNull();
+    const t = await task(d.id);
+    expect(t.worker_id).toBe(workerId);
+    expect(t.heartbeat_at).toBeInstanceOf(Date);
+    expect(t.started_at).toBeInstanceOf(Date);
+  });
+
+  it('two workers racing for one job: exactly one runs it', async () => {
+    const d = await queued();
+    const results = await Promise.all(
+      Array.from({ length: 4 }, () =>
+        startRun(pool, { id: d.id, tryNumber: 1, dispatchAttempt: 1, workerId: randomUUID(), actor: ACTOR }),
+      ),
+    );
+    expect(results.filter((r) => r !== null)).toHaveLength(1);
+  });
+});
+
+describe('succeedRun / failRun / retries', () => {
+  it('succeeds only for the worker holding the try', async () => {
+    const key = await running();
+    expect(await succeedRun(pool, { ...key, workerId: randomUUID() }, { ok: 1 })).toBe(false);
+    expect(await succeedRun(pool, { ...key, tryNumber: 2 }, { ok: 1 })).toBe(false);
+    expect(await succeedRun(pool, key, { ok: 1 })).toBe(true);
+    expect(await succeedRun(pool, key, { ok: 2 })).toBe(false);
+    const t = await task(key.id);
+    expect(t).toMatchObject({ state: 'success', result: { ok: 1 }, error: null, next_method: null });
+    expect(t.ended_at).toBeInstanceOf(Date);
+  });
+
+  it('a void result is stored as JSON null', async () => {
+    const key = await running();
+    expect(await succeedRun(pool, key, undefined)).toBe(true);
+    expect((await task(key.id)).result).toBeNull();
+  });
+
+  it('failRun without retry fails the task for good', async () => {
+    const key = await running();
+    const error = { code: 'TASK_FAILED', type: 'TaskFailedError', message: 'boom' };
+    expect(await failRun(pool, { ...key, workerId: randomUUID() }, error, null)).toBe(false);
+    expect(await failRun(pool, key, error, null)).toBe(true);
+    const t = await task(key.id);
+    expect(t).toMatchObject({ state: 'failed', error });
+    expect(t.ended_at).toBeInstanceOf(Date);
+    expect(await retriesDue(pool, 10, ACTOR)).toEqual([]);
+  });
+
+  it('failRun with retry -> up_for_retry; retriesDue increments the try once the delay has passed, once', async () => {
+    const key = await running();
+    const error = { code: 'TASK_FAILED', type: 'TaskFailedError', message: 'try again' };
+    expect(await failRun(pool, key, error, 200)).toBe(true);
+    const t = await task(key.id);
+    expect(t).toMatchObject({ state: 'up_for_retry', error, try_number: 1 });
+    expect(t.ended_at).toBeNull();
+    expect(t.run_after.getTime()).toBeGreaterThan(Date.now() + 100);
+
+    expect(await retriesDue(pool, 10, ACTOR)).toEqual([]);
+    // The failed try's worker cannot touch it any more.
+    expect(await succeedRun(pool, key, 'late')).toBe(false);
+    await sleep(250);
+    expect(await retriesDue(pool, 10, ACTOR)).toEqual([key.id]);
+    expect(await retriesDue(pool, 10, ACTOR)).toEqual([]);
+    const r = await task(key.id);
+    expect(r).toMatchObject({ state: 'scheduled', try_number: 2, worker_id: null, heartbeat_at: null, next_method: null });
+
+    // The next try dispatches and starts with try 2; a message for try 1 matches nothing.
+    const [d] = await dispatchIds(pool, [key.id], ACTOR);
+    expect(d).toMatchObject({ try_number: 2, dispatch_attempt: 2 });
+    expect(await startRun(pool, { id: key.id, tryNumber: 1, dispatchAttempt: 2, workerId: key.workerId, actor: ACTOR })).toBeNull();
+    expect(await startRun(pool, { id: key.id, tryNumber: 2, dispatchAttempt: 2, workerId: key.workerId, actor: ACTOR })).not.toBeNull();
+    expect((await transitions(key.id)).slice(3)).toEqual([
+      ['running', 'up_for_retry', 1, ACTOR],
+      ['up_for_retry', 'scheduled', 2, ACTOR],
+      ['scheduled', 'queued', 2, ACTOR],
+      ['queued', 'running', 2, ACTOR],
+    ]);
+  });
+
+  it('a retry with no delay is due at once', async () => {
+    const key = await running();
+    expect(await failRun(pool, key, { code: 'TASK_FAILED' }, 0)).toBe(true);
+    expect(await retriesDue(pool, 10, ACTOR)).toEqual([key.id]);
+  });
+});
+
+describe('deferRun', () => {
+  it('writes the trigger row and the deferred state together', async () => {
+    const key = await running();
+    const triggerId = randomUUID();
+    const ok = await deferRun(pool, key, {
+      trigger: { id: triggerId, classpath: 'file', kwargsToken: 'v1.abc.def', queue: 'io' },
+      nextMethod: 'on_file',
+      nextKwargs: { a: 1 },
+      timeoutMs: 60_000,
+    });
+    expect(ok).toBe(true);
+    const t = await task(key.id);
+    expect(t).toMatchObject({ state: 'deferred', trigger_id: triggerId, next_method: 'on_file', next_kwargs: { a: 1 }, worker_id: null, heartbeat_at: null, try_number: 1 });
+    expect(t.trigger_timeout!.getTime()).toBeGreaterThan(Date.now() + 50_000);
+    expect(await triggerRow(triggerId)).toMatchObject({ classpath: 'file', kwargs: 'v1.abc.def', queue: 'io', triggerer_id: null, event: null });
+  });
+
+  it('when the compare-and-set does not match, no trigger row is inserted', async () => {
+    const key = await running();
+    const attempt = (k: RunKey, triggerId: string) =>
+      deferRun(pool, k, {
+        trigger: { id: triggerId, classpath: 'datetime', kwargsToken: 't', queue: null },
+        nextMethod: 'm',
+        nextKwargs: {},
+        timeoutMs: null,
+      });
+    const wrongWorker = randomUUID();
+    const wrongTry = randomUUID();
+    const unknownTask = randomUUID();
+    expect(await attempt({ ...key, workerId: randomUUID() }, wrongWorker)).toBe(false);
+    expect(await attempt({ ...key, tryNumber: 2 }, wrongTry)).toBe(false);
+    expect(await attempt({ ...key, id: randomUUID() }, unknownTask)).toBe(false);
+    expect(await count('trigger')).toBe(0);
+    expect((await task(key.id)).state).toBe('running');
+
+    const good = randomUUID();
+    expect(await attempt(key, good)).toBe(true);
+    // A repeated deferral of the same try (a retried message) adds nothing.
+    expect(await attempt(key, randomUUID())).toBe(false);
+    expect((await pool.query<{ id: string }>('SELECT id FROM trigger')).rows.map((r) => r.id)).toEqual([good]);
+    expect((await task(key.id)).trigger_timeout).toBeNull();
+  });
+
+  it('a deferral of a task that was cancelled meanwhile inserts nothing', async () => {
+    const key = await running();
+    expect(await cancelTask(pool, key.id, ACTOR)).toBe(true);
+    const ok = await deferRun(pool, key, {
+      trigger: { id: randomUUID(), classpath: 'datetime', kwargsToken: 't', queue: null },
+      nextMethod: 'm',
+      nextKwargs: {},
+      timeoutMs: null,
+    });
+    expect(ok).toBe(false);
+    expect(await count('trigger')).toBe(0);
+  });
+});
+
+describe('triggers: claim, record, release', () => {
+  it('two triggerers claiming at once take disjoint sets that cover every waiting trigger', async () => {
+    const all = (await Promise.all(Array.from({ length: 12 }, () => deferred()))).map((d) => d.triggerId).sort();
+    const [a, b] = [await triggerer(), await triggerer()];
+    for (let round = 0; round < 3; round++) {
+      const claim = (id: string) => claimTriggers(pool, { triggererId: id, limit: 12, healthThresholdMs: 30_000, queues: ['default'] });
+      const [ca, cb] = await Promise.all([claim(a), claim(b)]);
+      const ia = ca!.map((r) => r.id);
+      const ib = cb!.map((r) => r.id);
+      expect(ia.filter((id) => ib.includes(id))).toEqual([]);
+      expect([...ia, ...ib].sort()).toEqual(all);
+      expect([...(await assignedTriggerIds(pool, a))].sort()).toEqual([...ia].sort());
+      expect([...(await assignedTriggerIds(pool, b))].sort()).toEqual([...ib].sort());
+      // Nothing is left to claim while both are alive.
+      expect(await claim(randomUUID())).toEqual([]);
+      expect((await releaseTriggers(pool, a)) + (await releaseTriggers(pool, b))).toBe(12);
+      expect(await count('trigger WHERE triggerer_id IS NOT NULL')).toBe(0);
+    }
+  });
+
+  it('respects the limit and the queues, and returns what the triggerer needs to run', async () => {
+    const plain = await Promise.all(Array.from({ length: 3 }, () => deferred()));
+    const gpu = await deferred({ queue: 'gpu' });
+    const a = await triggerer();
+    const first = await claimTriggers(pool, { triggererId: a, limit: 2, healthThresholdMs: 30_000, queues: ['default'] });
+    expect(first).toHaveLength(2);
+    expect(first[0]).toEqual({ id: expect.any(String), classpath: 'datetime', kwargs: 'v1.test.token', queue: null });
+    const second = await claimTriggers(pool, { triggererId: a, limit: 10, healthThresholdMs: 30_000, queues: ['default'] });
+    expect([...first, ...second].map((r) => r.id).sort()).toEqual(plain.map((d) => d.triggerId).sort());
+    expect(await claimTriggers(pool, { triggererId: a, limit: 0, healthThresholdMs: 30_000, queues: ['gpu'] })).toEqual([]);
+    const g = await claimTriggers(pool, { triggererId: a, limit: 10, healthThresholdMs: 30_000, queues: ['gpu', 'default'] });
+    expect(g.map((r) => r.id)).toEqual([gpu.triggerId]);
+  });
+
+  it('takes over the triggers of a triggerer whose heartbeat is too old, not those of a live one', async () => {
+    const d1 = await deferred();
+    const d2 = await deferred();
+    const [live, dead, other] = [await triggerer(), await triggerer(), await triggerer()];
+    const opts = { limit: 1, healthThresholdMs: 30_000, queues: ['default'] };
+    expect(await claimTriggers(pool, { ...opts, triggererId: live })).toHaveLength(1);
+    expect(await claimTriggers(pool, { ...opts, triggererId: dead })).toHaveLength(1);
+    expect(await claimTriggers(pool, { ...opts, limit: 10, triggererId: other })).toEqual([]);
+
+    await pool.query(`UPDATE job SET latest_heartbeat = now() - interval '1 minute' WHERE id = $1`, [dead]);
+    const taken = await claimTriggers(pool, { ...opts, limit: 10, triggererId: other });
+    expect(taken).toHaveLength(1);
+    expect([d1.triggerId, d2.triggerId]).toContain(taken[0]!.id);
+    expect(await assignedTriggerIds(pool, dead)).toEqual(new Set());
+    expect(await heartbeatJob(pool, live, 1)).toBe(true);
+  });
+
+  it('does not claim a trigger that no deferred task waits on', async () => {
+    const d = await deferred();
+    expect(await cancelTask(pool, d.id, ACTOR)).toBe(true);
+    const a = await triggerer();
+    expect(await claimTriggers(pool, { triggererId: a, limit: 10, healthThresholdMs: 30_000, queues: ['default'] })).toEqual([]);
+  });
+
+  it('records the first outcome only', async () => {
+    const d = await deferred();
+    const a = await triggerer();
+    await claimTriggers(pool, { triggererId: a, limit: 10, healthThresholdMs: 30_000, queues: ['default'] });
+    expect(await recordTriggerOutcomes(pool, [{ triggerId: d.triggerId, outcome: { kind: 'event', payload: { n: 1 } } }])).toEqual([d.triggerId]);
+    expect(await recordTriggerOutcomes(pool, [{ triggerId: d.triggerId, outcome: { kind: 'event', payload: { n: 2 } } }])).toEqual([]);
+    expect(await recordTriggerOutcomes(pool, [])).toEqual([]);
+    const t = await triggerRow(d.triggerId);
+    expect(t?.event).toEqual({ kind: 'event', payload: { n: 1 } });
+    expect(t?.fired_at).toBeInstanceOf(Date);
+    // A fired trigger is no longer one the triggerer should run.
+    expect(await assignedTriggerIds(pool, a)).toEqual(new Set());
+    // The task is untouched until the scheduler applies the event.
+    expect((await task(d.id)).state).toBe('deferred');
+  });
+
+  it('records a batch, skipping the ones already recorded', async () => {
+    const [x, y] = [await deferred(), await deferred()];
+    await recordTriggerOutcomes(pool, [{ triggerId: x.triggerId, outcome: { kind: 'event', payload: 'first' } }]);
+    const recorded = await recordTriggerOutcomes(pool, [
+      { triggerId: x.triggerId, outcome: { kind: 'event', payload: 'second' } },
+      { triggerId: y.triggerId, outcome: { kind: 'failure', error: { code: 'E', message: 'm' } } },
+    ]);
+    expect(recorded).toEqual([y.triggerId]);
+    expect((await triggerRow(x.triggerId))?.event).toEqual({ kind: 'event', payload: 'first' });
+  });
+});
+
+describe('resume', () => {
+  it('moves the task to scheduled with next_kwargs.event, keeps the try, and a second call changes nothing', async () => {
+    const d = await deferred({ nextKwargs: { keep: 'me' } });
+    expect(await resumeFromTriggers(pool, [d.triggerId], ACTOR)).toEqual([]); // not fired yet
+    await recordTriggerOutcomes(pool, [{ triggerId: d.triggerId, outcome: { kind: 'event', payload: { status: 200 } } }]);
+    await sleep(5);
+    expect(await firedUnapplied(pool, 0, 10)).toEqual([d.triggerId]);
+    expect(await firedUnapplied(pool, 60_000, 10)).toEqual([]);
+
+    expect(await resumeFromTriggers(pool, [d.triggerId], ACTOR)).toEqual([{ id: d.id, state: 'scheduled', trigger_id: d.triggerId }]);
+    const t = await task(d.id);
+    expect(t).toMatchObject({
+      state: 'scheduled',
+      try_number: 1,
+      next_method: 'resume_here',
+      next_kwargs: { keep: 'me', event: { status: 200 } },
+      trigger_id: null,
+      trigger_timeout: null,
+      ended_at: null,
+    });
+    expect(await resumeFromTriggers(pool, [d.triggerId], ACTOR)).toEqual([]);
+    expect(await task(d.id)).toEqual(t);
+    expect(await firedUnapplied(pool, 0, 10)).toEqual([]);
+    // Resumed, it is dispatched like any scheduled task, with the same try.
+    expect(await dispatchDue(pool, 10, ACTOR)).toEqual([expect.objectContaining({ id: d.id, try_number: 1, dispatch_attempt: 2 })]);
+  });
+
+  it.each(['success', 'failed', 'skipped'] as const)('an event with endTask %s finishes the task without a worker', async (endTask) => {
+    const d = await deferred();
+    await recordTriggerOutcomes(pool, [{ triggerId: d.triggerId, outcome: { kind: 'event', payload: { done: true }, endTask } }]);
+    expect(await resumeFromTriggers(pool, [d.triggerId], ACTOR)).toEqual([{ id: d.id, state: endTask, trigger_id: d.triggerId }]);
+    const t = await task(d.id);
+    expect(t).toMatchObject({ state: endTask, result: { done: true }, trigger_id: null });
+    expect(t.ended_at).toBeInstanceOf(Date);
+    expect(await dispatchDue(pool, 10, ACTOR)).toEqual([]);
+    expect((await transitions(d.id)).at(-1)).toEqual(['deferred', endTask, 1, ACTOR]);
+  });
+
+  it("a trigger failure resumes into '__fail__' with the error", async () => {
+    const d = await deferred();
+    const error = { code: 'TRIGGER_FAILED', message: 'connection refused' };
+    await recordTriggerOutcomes(pool, [{ triggerId: d.triggerId, outcome: { kind: 'failure', error } }]);
+    expect(await resumeFromTriggers(pool, [d.triggerId], ACTOR)).toHaveLength(1);
+    const t = await task(d.id);
+    expect(t).toMatchObject({ state: 'scheduled', next_method: FAIL_METHOD, next_kwargs: { error, triggerId: d.triggerId }, trigger_id: null });
+  });
+
+  it('resumes a batch and ignores ids that do not exist', async () => {
+    const ds = await Promise.all([deferred(), deferred(), deferred()]);
+    await recordTriggerOutcomes(
+      pool,
+      ds.slice(0, 2).map((d) => ({ triggerId: d.triggerId, outcome: { kind: 'event', payload: null } })),
+    );
+    const resumed = await resumeFromTriggers(pool, [...ds.map((d) => d.triggerId), randomUUID()], ACTOR);
+    expect(resumed.map((r) => r.id).sort()).toEqual([ds[0]!.id, ds[1]!.id].sort());
+    expect((await task(ds[2]!.id)).state).toBe('deferred');
+  });
+});
+
+describe('timeoutDeferrals', () => {
+  it('sends deferrals past their timeout to __fail__ once, and a late event then changes nothing', async () => {
+    const soon = await deferred({ timeoutMs: 1 });
+    const late = await deferred({ timeoutMs: 60_000 });
+    const never = await deferred({ timeoutMs: null });
+    await sleep(20);
+    expect(await timeoutDeferrals(pool, 10, ACTOR)).toEqual([soon.id]);
+    expect(await timeoutDeferrals(pool, 10, ACTOR)).toEqual([]);
+    const t = await task(soon.id);
+    expect(t).toMatchObject({
+      state: 'scheduled',
+      next_method: FAIL_METHOD,
+      next_kwargs: { error: { code: 'TRIGGER_TIMEOUT', message: expect.any(String) }, triggerId: soon.triggerId },
+      trigger_id: null,
+      trigger_timeout: null,
+      try_number: 1,
+    });
+    for (const d of [late, never]) expect((await task(d.id)).state).toBe('deferred');
+
+    // The trigger fires after all: the task has moved on, so nothing happens.
+    await recordTriggerOutcomes(pool, [{ triggerId: soon.triggerId, outcome: { kind: 'event', payload: 1 } }]);
+    expect(await resumeFromTriggers(pool, [soon.triggerId], ACTOR)).toEqual([]);
+    expect(await task(soon.id)).toEqual(t);
+  });
+});
+
+describe('recovery', () => {
+  it('lockStaleRuns finds runs whose worker stopped heartbeating, and locks them against a second scheduler', async () => {
+    const alive = randomUUID();
+    const dead = randomUUID();
+    const a = await running({}, alive);
+    const b = await running({}, dead);
+    await sleep(80);
+    expect((await heartbeatRuns(pool, alive)).map((r) => r.id)).toEqual([a.id]);
+
+    const c1 = await pool.connect();
+    const c2 = await pool.connect();
+    try {
+      await c1.query('BEGIN');
+      const stale = await lockStaleRuns(c1, 50, 10);
+      expect(stale).toEqual([
+        { id: b.id, try_number: 1, max_tries: 3, worker_id: dead, retry_delay_ms: 1000, retry_backoff: 2, retry_max_delay_ms: 60_000 },
+      ]);
+      await c2.query('BEGIN');
+      expect(await lockStaleRuns(c2, 50, 10)).toEqual([]);
+      await c2.query('COMMIT');
+      // The reaper decides in the same transaction: here, retry.
+      expect(await failRun(c1, { id: b.id, tryNumber: 1, workerId: dead, actor: 'reaper' }, { code: 'HEARTBEAT_LOST' }, 0)).toBe(true);
+      await c1.query('COMMIT');
+    } finally {
+      c1.release();
+      c2.release();
+    }
+    expect(await lockStaleRuns(pool, 50, 10)).toEqual([]);
+    expect((await task(b.id)).state).toBe('up_for_retry');
+    expect((await task(a.id)).state).toBe('running');
+    // The dead worker, back from a pause, holds nothing.
+    expect(await heartbeatRuns(pool, dead)).toEqual([]);
+    expect(await succeedRun(pool, b, 'late')).toBe(false);
+  });
+
+  it('deleteOrphanTriggers removes only triggers no deferred task waits on', async () => {
+    const waiting = await deferred();
+    const resumed = await deferred();
+    const cancelled = await deferred();
+    const timedOut = await deferred({ timeoutMs: 1 });
+    await recordTriggerOutcomes(pool, [{ triggerId: resumed.triggerId, outcome: { kind: 'event', payload: 1 } }]);
+    await resumeFromTriggers(pool, [resumed.triggerId], ACTOR);
+    await cancelTask(pool, cancelled.id, ACTOR);
+    await sleep(10);
+    await timeoutDeferrals(pool, 10, ACTOR);
+
+    const deleted = await deleteOrphanTriggers(pool, 100);
+    expect(deleted.sort()).toEqual([resumed.triggerId, cancelled.triggerId, timedOut.triggerId].sort());
+    expect(await deleteOrphanTriggers(pool, 100)).toEqual([]);
+    expect((await pool.query<{ id: string }>('SELECT id FROM trigger')).rows.map((r) => r.id)).toEqual([waiting.triggerId]);
+    expect((await task(waiting.id)).trigger_id).toBe(waiting.triggerId);
+  });
+
+  it('deleteOrphanTriggers honours its limit', async () => {
+    const ds = await Promise.all([deferred(), deferred(), deferred()]);
+    for (const d of ds) await cancelTask(pool, d.id, ACTOR);
+    expect(await deleteOrphanTriggers(pool, 2)).toHaveLength(2);
+    expect(await deleteOrphanTriggers(pool, 2)).toHaveLength(1);
+  });
+});
+
+describe('cancelTask', () => {
+  it('cancels from every non-terminal state, once', async () => {
+    const scheduled = await enqueue();
+    const q = (await queued()).id;
+    const r = (await running()).id;
+    const d = await deferred();
+    const retry = await running();
+    await failRun(pool, retry, { code: 'X' }, 60_000);
+    const cases: Array<[string, TaskState]> = [
+      [scheduled, 'scheduled'],
+      [q, 'queued'],
+      [r, 'running'],
+      [d.id, 'deferred'],
+      [retry.id, 'up_for_retry'],
+    ];
+    for (const [id, from] of cases) {
+      expect((await task(id)).state).toBe(from);
+      expect(await cancelTask(pool, id, 'operator')).toBe(true);
+      const t = await task(id);
+      expect(t).toMatchObject({ state: 'cancelled', trigger_id: null, trigger_timeout: null, last_actor: 'operator' });
+      expect(t.ended_at).toBeInstanceOf(Date);
+      expect(await cancelTask(pool, id, 'operator')).toBe(false);
+      expect((await transitions(id)).at(-1)).toEqual([from, 'cancelled', 1, 'operator']);
+    }
+    // A cancelled deferral's trigger is an orphan now.
+    expect(await deleteOrphanTriggers(pool, 10)).toEqual([d.triggerId]);
+  });
+
+  it('does not cancel a finished task, nor an unknown one', async () => {
+    const key = await running();
+    await succeedRun(pool, key, 1);
+    expect(await cancelTask(pool, key.id, ACTOR)).toBe(false);
+    expect((await task(key.id)).state).toBe('success');
+    expect(await cancelTask(pool, randomUUID(), ACTOR)).toBe(false);
+  });
+
+  it('a cancelled run cannot be completed by its worker', async () => {
+    const key = await running();
+    await cancelTask(pool, key.id, ACTOR);
+    expect(await succeedRun(pool, key, 1)).toBe(false);
+    expect(await failRun(pool, key, {}, 0)).toBe(false);
+    expect(await heartbeatRuns(pool, key.workerId)).toEqual([]);
+  });
+});
+
+describe('the transition audit log', () => {
+  it('records every state change of a deferred task in order, with try and actor, and nothing else', async () => {
+    const id = await enqueue({ actor: 'sdk' });
+    const [d1] = await dispatchDue(pool, 1, 'scheduler-1');
+    const workerId = randomUUID();
+    await startRun(pool, { id, tryNumber: 1, dispatchAttempt: d1!.dispatch_attempt, workerId, actor: 'worker-1' });
+    await heartbeatRuns(pool, workerId);
+    const triggerId = randomUUID();
+    await deferRun(
+      pool,
+      { id, tryNumber: 1, workerId, actor: 'worker-1' },
+      { trigger: { id: triggerId, classpath: 'datetime', kwargsToken: 't', queue: null }, nextMethod: 'cb', nextKwargs: {}, timeoutMs: null },
+    );
+    await recordTriggerOutcomes(pool, [{ triggerId, outcome: { kind: 'event', payload: 1 } }]);
+    await resumeFromTriggers(pool, [triggerId], 'scheduler-2');
+    const [d2] = await dispatchDue(pool, 1, 'scheduler-2');
+    await startRun(pool, { id, tryNumber: 1, dispatchAttempt: d2!.dispatch_attempt, workerId, actor: 'worker-2' });
+    await succeedRun(pool, { id, tryNumber: 1, workerId, actor: 'worker-2' }, 'done');
+
+    const log = await transitions(id);
+    expect(log).toEqual([
+      [null, 'scheduled', 1, 'sdk'],
+      ['scheduled', 'queued', 1, 'scheduler-1'],
+      ['queued', 'running', 1, 'worker-1'],
+      ['running', 'deferred', 1, 'worker-1'],
+      ['deferred', 'scheduled', 1, 'scheduler-2'],
+      ['scheduled', 'queued', 1, 'scheduler-2'],
+      ['queued', 'running', 1, 'worker-2'],
+      ['running', 'success', 1, 'worker-2'],
+    ]);
+    // Every recorded change is one the domain's state machine allows.
+    for (const [from, to] of log) expect(canTransition(from, to)).toBe(true);
+    const { rows } = await pool.query<{ at: Date }>('SELECT at FROM task_transition WHERE task_instance_id = $1 ORDER BY id', [id]);
+    for (let i = 1; i < rows.length; i++) expect(rows[i]!.at.getTime()).toBeGreaterThanOrEqual(rows[i - 1]!.at.getTime());
+  });
+
+  it('refused compare-and-sets leave no audit rows', async () => {
+    const key = await running();
+    const before = await transitions(key.id);
+    await startRun(pool, { id: key.id, tryNumber: 1, dispatchAttempt: 1, workerId: randomUUID(), actor: 'x' });
+    await succeedRun(pool, { ...key, workerId: randomUUID() }, 1);
+    await heartbeatRuns(pool, key.workerId);
+    expect(await transitions(key.id)).toEqual(before);
+  });
+});
+
+describe('jobs and rejections', () => {
+  it('registers, heartbeats, lists and ends a job', async () => {
+    const id = randomUUID();
+    await registerJob(pool, { id, jobType: 'worker', hostname: 'h1', pid: 42, capacity: 8, queues: ['default', 'io'] });
+    expect(await heartbeatJob(pool, id, 3)).toBe(true);
+    const [row] = await listJobs(pool, { jobType: 'worker' });
+    expect(row).toMatchObject({ id, job_type: 'worker', hostname: 'h1', pid: 42, state: 'running', capacity: 8, load: 3, queues: ['default', 'io'], ended_at: null });
+    expect(row!.heartbeat_age_ms).toBeGreaterThanOrEqual(0);
+    expect(row!.heartbeat_age_ms).toBeLessThan(10_000);
+    expect(await listJobs(pool, { jobType: 'scheduler' })).toEqual([]);
+
+    await endJob(pool, id);
+    expect(await heartbeatJob(pool, id, 0)).toBe(false);
+    const [ended] = await listJobs(pool);
+    expect(ended).toMatchObject({ id, state: 'success' });
+    expect(ended!.ended_at).toBeInstanceOf(Date);
+  });
+
+  it('records rejections with a bounded excerpt', async () => {
+    const circular: Record<string, unknown> = {};
+    circular.self = circular;
+    await recordRejection(pool, { source: 'task-request', jobId: 'j1', reason: 'r'.repeat(3000), excerpt: { big: 'x'.repeat(2000) } });
+    await recordRejection(pool, { source: 'task-request', reason: 'circular', excerpt: circular });
+    await recordRejection(pool, { source: 'task-request', reason: 'none' });
+    const { rows } = await pool.query<{ job_id: string | null; reason: string; excerpt: string | null }>(
+      'SELECT job_id, reason, excerpt FROM rejection ORDER BY id',
+    );
+    expect(rows[0]!.job_id).toBe('j1');
+    expect(rows[0]!.reason).toHaveLength(2000);
+    expect(rows[0]!.excerpt).toHaveLength(500);
+    expect(rows[0]!.excerpt!.startsWith('{"big":"xxx')).toBe(true);
+    expect(rows[1]!.excerpt).toBe('(unserialisable)');
+    expect(rows[2]).toEqual({ job_id: null, reason: 'none', excerpt: null });
+  });
+});

@@ -1,0 +1,88 @@
+import { AppProcess, deleteKeys } from '@deferrable/testkit';
+import { count, stateCounts, startSystem, transitions, waitAll, waitFor, type E2E } from './helpers';
+
+/** Every task of `ids` succeeded, and each ran its callback to success exactly once. */
+async function expectEachCompletedOnce(sys: E2E, ids: readonly string[]): Promise<void> {
+  const views = await waitAll(sys.client, ids, 45_000);
+  expect(views.filter((v) => v.state !== 'success')).toEqual([]);
+  for (const id of ids) {
+    const log = await transitions(sys.env, id);
+    expect(count(log, 'running', 'success')).toBe(1);
+    expect(count(log, 'deferred', 'scheduled')).toBeGreaterThanOrEqual(1);
+  }
+}
+
+describe('crashes and lost messages: no accepted task is lost or stuck', () => {
+  let sys: E2E;
+  beforeEach(async () => {
+    sys = await startSystem('crashes');
+  });
+  afterEach(async () => {
+    await sys?.close();
+  });
+
+  test('kill -9 of the worker during a callback: the task is retried and completes', async () => {
+    const { id } = await sys.client.enqueue({
+      task: 'test.slow-callback',
+      args: { delayMs: 100, holdMs: 60_000 },
+      maxTries: 2,
+      retry: { delayMs: 100, backoff: 1 },
+    });
+    // The callback is running: try 1, next_method set, state running.
+    await waitFor(async () => {
+      const r = await sys.env.db.pool.query("SELECT 1 FROM task_instance WHERE id = $1 AND state = 'running' AND next_method = 'resume'", [id]);
+      return r.rowCount === 1;
+    });
+    sys.app('worker').kill('SIGKILL');
+    const replacement = new AppProcess('worker', sys.env.appEnv());
+    sys.apps.push(replacement);
+    await replacement.started();
+    const done = await sys.client.waitFor(id, { timeoutMs: 30_000 });
+    expect(done.state).toBe('success');
+    expect(done.result).toEqual({ tryNumber: 2 });
+    const log = await transitions(sys.env, id);
+    // The reaper moved the dead worker's run to up_for_retry; the retry ran once.
+    expect(count(log, 'running', 'up_for_retry')).toBe(1);
+    expect(count(log, 'running', 'success')).toBe(1);
+  });
+
+  test('kill -9 of the triggerer while tasks are deferred: after a restart every task completes once', async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 30; i++) ids.push((await sys.client.enqueue({ task: 'test.defer-once', args: { delayMs: 1500 + i * 20 } })).id);
+    await waitFor(async () => (await stateCounts(sys.env, ids)).deferred === ids.length, 15_000, 'all deferred');
+    // Wait until the triggerer holds them, then kill it.
+    await waitFor(async () => {
+      const r = await sys.env.db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM trigger WHERE triggerer_id IS NOT NULL');
+      return r.rows[0]!.n === ids.length;
+    });
+    sys.app('triggerer').kill('SIGKILL');
+    const replacement = new AppProcess('triggerer', sys.env.appEnv());
+    sys.apps.push(replacement);
+    await replacement.started();
+    await expectEachCompletedOnce(sys, ids);
+  });
+
+  test('Redis emptied while tasks are queued and deferred: every task still completes once', async () => {
+    // Stop the worker so that dispatched tasks sit queued, with their jobs only in Redis.
+    await sys.app('worker').stop();
+    const queued: string[] = [];
+    for (let i = 0; i < 10; i++) queued.push((await sys.client.enqueue({ task: 'test.defer-once', args: { delayMs: 200 } })).id);
+    await waitFor(async () => (await stateCounts(sys.env, queued)).queued === queued.length, 15_000, 'all queued');
+    // And some deferred, with a worker that defers them and is stopped again.
+    const worker = new AppProcess('worker', sys.env.appEnv());
+    sys.apps.push(worker);
+    const deferred: string[] = [];
+    for (let i = 0; i < 10; i++) deferred.push((await sys.client.enqueue({ task: 'test.defer-once', args: { delayMs: 2500 } })).id);
+    await worker.started();
+    await waitFor(async () => (await stateCounts(sys.env, deferred)).deferred === deferred.length, 15_000, 'all deferred');
+    // The first ten resumed too; stop the worker while some are queued again.
+    await worker.stop();
+    // Every key of this deployment's prefix is deleted: for this system, Redis is empty.
+    const deleted = await deleteKeys(sys.env.redis, sys.env.prefix);
+    expect(deleted).toBeGreaterThan(0);
+    const again = new AppProcess('worker', sys.env.appEnv());
+    sys.apps.push(again);
+    await again.started();
+    await expectEachCompletedOnce(sys, [...queued, ...deferred]);
+  });
+});
