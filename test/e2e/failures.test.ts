@@ -144,6 +144,31 @@ describe('failures are recorded where a person sees them, and the processes keep
     expect(done.error!.message).toContain('the trigger exploded');
   });
 
+  test('a run longer than its execution timeout fails with the timeout error and frees its slot', async () => {
+    const { id } = await sys.client.enqueue({ task: 'test.blocking-wait', args: { ms: 20_000 }, executionTimeoutMs: 300 });
+    const done = await sys.client.waitFor(id, { timeoutMs: 10_000 });
+    expect(done.state).toBe('failed');
+    expect(done.error).toMatchObject({ code: 'EXECUTION_TIMEOUT', type: 'ExecutionTimeoutError' });
+  });
+
+  test('cancelling a deferred task stops its trigger and deletes it', async () => {
+    const { id } = await sys.client.enqueue({ task: 'test.defer-once', args: { delayMs: 60_000 } });
+    const triggerId = await waitFor(async () => (await sys.client.get(id))?.triggerId ?? undefined);
+    const triggerer = sys.app('triggerer');
+    await waitFor(async () => {
+      const r = await sys.env.db.pool.query('SELECT 1 FROM trigger WHERE id = $1 AND triggerer_id IS NOT NULL', [triggerId]);
+      return r.rowCount === 1;
+    });
+    expect(await sys.client.cancel(id)).toBe(true);
+    expect(await sys.client.cancel(id)).toBe(false);
+    expect((await sys.client.get(id))!.state).toBe('cancelled');
+    await triggerer.waitForLog((r) => r.triggerId === triggerId && r.msg.includes('cancelling'), 10_000);
+    await waitFor(async () => {
+      const r = await sys.env.db.pool.query('SELECT 1 FROM trigger WHERE id = $1', [triggerId]);
+      return r.rowCount === 0;
+    });
+  });
+
   test('an invalid task request is rejected with a recorded reason and creates nothing', async () => {
     const before = await sys.env.db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM task_instance');
     const queue = new Queue('task-requests', { connection: { host: '127.0.0.1', port: 6379 }, prefix: bullPrefix(sys.env.prefix) });

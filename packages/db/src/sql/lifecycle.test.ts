@@ -618,6 +618,17 @@ describe('recovery', () => {
     expect((await task(waiting.id)).trigger_id).toBe(waiting.triggerId);
   });
 
+  it('a task that left deferred by any path, even one that kept its trigger_id, neither resumes nor keeps its trigger', async () => {
+    // No current statement leaves a non-deferred task pointing at a trigger; the state guards make
+    // sure one that did (a manual fix, a future code path) could not resume twice or pin a trigger.
+    const d = await deferred();
+    await pool.query(`UPDATE task_instance SET state = 'failed', last_actor = 'manual' WHERE id = $1`, [d.id]);
+    await recordTriggerOutcomes(pool, [{ triggerId: d.triggerId, outcome: { kind: 'event', payload: 1 } }]);
+    expect(await resumeFromTriggers(pool, [d.triggerId], ACTOR)).toEqual([]);
+    expect((await task(d.id)).state).toBe('failed');
+    expect(await deleteOrphanTriggers(pool, 10)).toEqual([d.triggerId]);
+  });
+
   it('deleteOrphanTriggers honours its limit', async () => {
     const ds = await Promise.all([deferred(), deferred(), deferred()]);
     for (const d of ds) await cancelTask(pool, d.id, ACTOR);
