@@ -176,13 +176,15 @@ export class Triggerer {
 
   /** Records outcomes (first wins), then notifies the scheduler. Retries the batch until PostgreSQL takes it. */
   private async flushOutcomes(items: { triggerId: string; outcome: TriggerOutcome }[]): Promise<boolean[]> {
+    // The outcome must reach PostgreSQL: keep trying through an outage. Only when stopping do we
+    // give up; the triggers then stay unfired and another replica re-runs them after takeover.
     let recorded: string[] | null = null;
     for (let attempt = 0; recorded === null; attempt++) {
       try {
         recorded = await recordTriggerOutcomes(this.res.db.pool, items);
       } catch (err) {
-        if (attempt >= 30) throw err;
-        this.res.logger.warn({ err, attempt }, 'recording trigger outcomes failed; retrying');
+        if (this.stopping && attempt >= 5) throw err;
+        this.res.logger.warn({ err, attempt, count: items.length }, 'recording trigger outcomes failed; retrying');
         await new Promise((r) => setTimeout(r, Math.min(2000, 50 * 2 ** attempt)));
       }
     }

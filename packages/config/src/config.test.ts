@@ -1,0 +1,32 @@
+import { ConfigError } from '@deferrable/domain';
+import { DEV_KWARGS_KEY, loadConfig, SchedulerConfigSchema, TriggererConfigSchema, WorkerConfigSchema } from './index';
+
+describe('configuration', () => {
+  test('defaults point at localhost', () => {
+    const c = loadConfig(WorkerConfigSchema, {});
+    expect(c.DATABASE_URL).toBe('postgresql://postgres@127.0.0.1:5432/deferrable');
+    expect(c.REDIS_URL).toBe('redis://127.0.0.1:6379');
+    expect(c.DEFERRABLE_WORKER_SLOTS).toBe(4);
+    expect(c.DEFERRABLE_KWARGS_KEYS).toEqual([DEV_KWARGS_KEY]);
+    expect(Buffer.from(DEV_KWARGS_KEY, 'base64')).toHaveLength(32);
+  });
+
+  test('a bad value fails with the variable named', () => {
+    expect(() => loadConfig(WorkerConfigSchema, { DEFERRABLE_WORKER_SLOTS: 'many' })).toThrow(ConfigError);
+    expect(() => loadConfig(WorkerConfigSchema, { DEFERRABLE_WORKER_SLOTS: 'many' })).toThrow(/DEFERRABLE_WORKER_SLOTS.*many/);
+    expect(() => loadConfig(SchedulerConfigSchema, { DATABASE_URL: 'nope' })).toThrow(/DATABASE_URL/);
+    expect(() => loadConfig(TriggererConfigSchema, { DEFERRABLE_TRIGGERER_CAPACITY: '0' })).toThrow(/DEFERRABLE_TRIGGERER_CAPACITY/);
+  });
+
+  test('lists are comma separated', () => {
+    const c = loadConfig(TriggererConfigSchema, { DEFERRABLE_TRIGGERER_QUEUES: 'default, heavy ,', DEFERRABLE_MODULES: './a.js,pkg' });
+    expect(c.DEFERRABLE_TRIGGERER_QUEUES).toEqual(['default', 'heavy']);
+    expect(c.DEFERRABLE_MODULES).toEqual(['./a.js', 'pkg']);
+  });
+
+  test('the development key is refused in production', () => {
+    expect(() => loadConfig(WorkerConfigSchema, { NODE_ENV: 'production' })).toThrow(/DEFERRABLE_KWARGS_KEYS/);
+    const key = Buffer.alloc(32, 7).toString('base64');
+    expect(loadConfig(WorkerConfigSchema, { NODE_ENV: 'production', DEFERRABLE_KWARGS_KEYS: key }).DEFERRABLE_KWARGS_KEYS).toEqual([key]);
+  });
+});
