@@ -22,6 +22,9 @@ void runApp('scheduler', async () => {
   });
   return {
     logger,
+    healthPort: config.DEFERRABLE_HEALTH_PORT,
+    job: scheduler.job,
+    db: res.db,
     start: () => scheduler.start(),
     stop: async () => {
       await scheduler.stop();

@@ -20,6 +20,9 @@ void runApp('triggerer', async () => {
   });
   return {
     logger,
+    healthPort: config.DEFERRABLE_HEALTH_PORT,
+    job: triggerer.job,
+    db: res.db,
     start: () => triggerer.start(),
     stop: async () => {
       await triggerer.stop();

@@ -21,6 +21,9 @@ void runApp('worker', async () => {
   });
   return {
     logger,
+    healthPort: config.DEFERRABLE_HEALTH_PORT,
+    job: worker.job,
+    db: res.db,
     start: () => worker.start(),
     stop: async () => {
       await worker.stop();

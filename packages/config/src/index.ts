@@ -16,6 +16,9 @@ const csv = (def: string) =>
     .default(def)
     .transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean));
 
+/** -1 disables the health endpoint; 0 picks a free port. */
+const healthPort = (def: number) => z.coerce.number().int().min(-1).max(65535).default(def);
+
 const common = {
   DATABASE_URL: z.string().url().default('postgresql://postgres@127.0.0.1:5432/deferrable'),
   REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
@@ -25,12 +28,12 @@ const common = {
   DEFERRABLE_KWARGS_KEYS: csv(DEV_KWARGS_KEY).refine((keys) => keys.length > 0, 'at least one key'),
   /** Modules (paths or package names) exporting `tasks` and/or `triggers` arrays to register. */
   DEFERRABLE_MODULES: csv(''),
-  DEFERRABLE_HEALTH_PORT: int(0),
   DEFERRABLE_MAX_PAYLOAD_BYTES: int(256 * 1024, 1024),
 };
 
 export const WorkerConfigSchema = z.object({
   ...common,
+  DEFERRABLE_HEALTH_PORT: healthPort(8792),
   DEFERRABLE_WORKER_SLOTS: int(4, 1),
   DEFERRABLE_WORKER_QUEUES: csv('default'),
   DEFERRABLE_HEARTBEAT_MS: int(2000, 50),
@@ -39,6 +42,7 @@ export const WorkerConfigSchema = z.object({
 
 export const TriggererConfigSchema = z.object({
   ...common,
+  DEFERRABLE_HEALTH_PORT: healthPort(8791),
   DEFERRABLE_TRIGGERER_CAPACITY: int(50000, 1),
   DEFERRABLE_TRIGGERER_QUEUES: csv('default'),
   DEFERRABLE_HEARTBEAT_MS: int(2000, 50),
@@ -49,6 +53,7 @@ export const TriggererConfigSchema = z.object({
 
 export const SchedulerConfigSchema = z.object({
   ...common,
+  DEFERRABLE_HEALTH_PORT: healthPort(8790),
   DEFERRABLE_POLL_MS: int(1000, 10),
   DEFERRABLE_DISPATCH_BATCH: int(500, 1),
   DEFERRABLE_REAP_AFTER_MS: int(30000, 100),

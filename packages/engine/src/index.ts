@@ -9,3 +9,4 @@ export * from './triggerer';
 export * from './scheduler';
 export * from './modules';
 export * from './runtime';
+export * from './health';

@@ -12,6 +12,7 @@ export class ProcessJob {
   readonly id = randomUUID();
   private readonly loop: Loop;
   private ended = false;
+  private lastBeatAt = 0;
 
   constructor(
     private readonly res: Resources,
@@ -30,12 +31,20 @@ export class ProcessJob {
       capacity: this.opts.capacity,
       queues: this.opts.queues,
     });
+    this.lastBeatAt = Date.now();
     this.loop.start();
   }
 
   private async beat(): Promise<void> {
     const alive = await heartbeatJob(this.res.db.pool, this.id, this.opts.load());
+    if (alive) this.lastBeatAt = Date.now();
     if (!alive && !this.ended) this.res.logger.warn({ jobId: this.id }, 'job row is no longer running');
+  }
+
+  /** Heartbeating recently enough that peers see this process as alive. */
+  healthy(): { healthy: boolean; heartbeatAgeMs: number } {
+    const heartbeatAgeMs = this.lastBeatAt ? Date.now() - this.lastBeatAt : Infinity;
+    return { healthy: !this.ended && heartbeatAgeMs < this.opts.heartbeatMs * 3, heartbeatAgeMs };
   }
 
   async stop(state: 'success' | 'failed' = 'success'): Promise<void> {

@@ -1,7 +1,27 @@
 import { createDb, createKwargsCipher } from '@deferrable/db';
 import { createLogger, type Logger } from '@deferrable/logging';
 import { systemClock } from '@deferrable/triggers';
+import type { Db } from '@deferrable/db';
+import { startHealthServer, type HealthChecks, type HealthServer } from './health';
+import type { ProcessJob } from './process-job';
 import type { Resources } from './resources';
+
+function readiness(app: App): HealthChecks {
+  return {
+    live: () => true,
+    async ready() {
+      const job = app.job?.healthy() ?? { healthy: true, heartbeatAgeMs: 0 };
+      let database = true;
+      if (app.db) {
+        database = await Promise.race([
+          app.db.pool.query('SELECT 1').then(() => true, () => false),
+          new Promise<boolean>((r) => setTimeout(() => r(false), 2000).unref()),
+        ]);
+      }
+      return { ready: job.healthy && database, detail: { jobId: app.job?.id ?? null, heartbeatAgeMs: job.heartbeatAgeMs, database } };
+    },
+  };
+}
 
 export interface CommonConfig {
   DATABASE_URL: string;
@@ -28,14 +48,26 @@ export function createResources(config: CommonConfig, logger: Logger, poolMax = 
  * Runs an app: starts it, stops it gracefully on SIGTERM or SIGINT (a second signal exits at
  * once), and exits non-zero when startup fails.
  */
-export async function runApp(
-  name: string,
-  boot: () => Promise<{ logger: Logger; start(): Promise<void>; stop(): Promise<void> }>,
-): Promise<void> {
-  let app: Awaited<ReturnType<typeof boot>>;
+export interface App {
+  logger: Logger;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  /** Serve /livez and /readyz on this port (0: any free port; -1: none). */
+  healthPort?: number;
+  job?: ProcessJob;
+  db?: Db;
+}
+
+export async function runApp(name: string, boot: () => Promise<App>): Promise<void> {
+  let app: App;
+  let health: HealthServer | null = null;
   try {
     app = await boot();
     await app.start();
+    if (app.healthPort !== undefined && app.healthPort >= 0) {
+      health = await startHealthServer(app.healthPort, readiness(app));
+      app.logger.info({ healthPort: health.port }, `${name} health endpoints on :${health.port} (/livez, /readyz)`);
+    }
   } catch (err) {
     const fallback = createLogger({ name });
     fallback.fatal({ err }, `${name} failed to start`);
@@ -49,7 +81,7 @@ export async function runApp(
     }
     stopping = true;
     app.logger.info({ signal }, `${name} stopping`);
-    app.stop().then(
+    Promise.all([health?.close(), app.stop()]).then(
       () => process.exit(0),
       (err: unknown) => {
         app.logger.error({ err }, `${name} did not stop cleanly`);

@@ -24,6 +24,7 @@ export const FAST_ENV: Record<string, string> = {
   DEFERRABLE_SYNC_INTERVAL_MS: '300',
   DEFERRABLE_HEALTH_THRESHOLD_MS: '2000',
   DEFERRABLE_SHUTDOWN_GRACE_MS: '2000',
+  DEFERRABLE_HEALTH_PORT: '0',
 };
 
 /** An app started as a real OS process, with its JSON log lines collected. */

@@ -1,0 +1,45 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export interface HealthChecks {
+  /** The process can serve: answering at all shows its event loop turns. */
+  live(): boolean;
+  /** The process does its job: started, database reachable, job row heartbeating. */
+  ready(): Promise<{ ready: boolean; detail: Record<string, unknown> }>;
+}
+
+export interface HealthServer {
+  port: number;
+  close(): Promise<void>;
+}
+
+/**
+ * GET /livez and /readyz for container probes (200 or 503, JSON body). Port 0 picks a free port
+ * (reported in the startup log). Node's http module is enough for two routes.
+ */
+export async function startHealthServer(port: number, checks: HealthChecks, host = '0.0.0.0'): Promise<HealthServer> {
+  const server: Server = createServer((req, res) => {
+    const send = (code: number, body: unknown) => {
+      res.writeHead(code, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+      res.end(JSON.stringify(body));
+    };
+    if (req.method !== 'GET') return send(405, { error: 'method not allowed' });
+    if (req.url === '/livez') return checks.live() ? send(200, { live: true }) : send(503, { live: false });
+    if (req.url === '/readyz') {
+      checks.ready().then(
+        (r) => send(r.ready ? 200 : 503, r),
+        (err: unknown) => send(503, { ready: false, detail: { error: err instanceof Error ? err.message : String(err) } }),
+      );
+      return;
+    }
+    send(404, { error: 'not found', routes: ['/livez', '/readyz'] });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}

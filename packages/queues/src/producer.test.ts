@@ -1,0 +1,57 @@
+import { randomUUID } from 'node:crypto';
+import { InvalidInputError } from '@deferrable/domain';
+import { createTestEnv, type TestEnv } from '@deferrable/testkit';
+import { Producer } from './producer';
+import { taskDispatch, triggerEvents } from './catalog';
+import { bullPrefix, keyPattern } from './redis';
+
+describe('queue producer (real Redis)', () => {
+  let env: TestEnv;
+  let dispatches: Producer<typeof taskDispatch.schema, string>;
+  beforeAll(async () => {
+    env = await createTestEnv('queues');
+    dispatches = new Producer(taskDispatch, env.redisUrl, env.prefix);
+  });
+  afterAll(async () => {
+    await dispatches.close();
+    await env.cleanup();
+  });
+
+  test('a payload is validated before it is added', async () => {
+    await expect(dispatches.add('default', { taskInstanceId: 'nope', tryNumber: 0, dispatchAttempt: 1 })).rejects.toThrow(InvalidInputError);
+    expect(await dispatches.queue('default').count()).toBe(0);
+  });
+
+  test('job ids are deterministic, so a repeated dispatch is a no-op', async () => {
+    const msg = { taskInstanceId: randomUUID(), tryNumber: 2, dispatchAttempt: 3 };
+    await dispatches.add('default', msg);
+    await dispatches.add('default', msg);
+    const q = dispatches.queue('default');
+    expect(await q.getWaitingCount()).toBe(1);
+    const jobId = `${msg.taskInstanceId}_2_3`;
+    expect(await dispatches.jobState('default', jobId)).toBe('waiting');
+    expect(await dispatches.jobState('default', 'missing')).toBe('unknown');
+    expect((await q.getJob(jobId))!.data).toEqual(msg);
+  });
+
+  test('keys live under the prefix with a hash tag', async () => {
+    expect(bullPrefix('plain')).toBe('{plain}');
+    expect(bullPrefix('{tagged}')).toBe('{tagged}');
+    const keys = await env.redis.keys('*' + env.prefix.slice(1, -1) + '*');
+    expect(keys.length).toBeGreaterThan(0);
+    for (const k of keys) expect(k.startsWith(`${env.prefix}:`)).toBe(true);
+    expect(keyPattern(env.prefix)).toBe(`${env.prefix}:*`);
+  });
+
+  test('trigger events are keyed by trigger id', async () => {
+    const events = new Producer(triggerEvents, env.redisUrl, env.prefix);
+    try {
+      const triggerId = randomUUID();
+      await events.addBulk(undefined, [{ triggerId }, { triggerId }]);
+      expect(await events.queue(undefined).getWaitingCount()).toBe(1);
+      expect(await events.jobState(undefined, triggerId)).toBe('waiting');
+    } finally {
+      await events.close();
+    }
+  });
+});
