@@ -17,6 +17,8 @@ void runApp('triggerer', async () => {
     healthThresholdMs: config.DEFERRABLE_HEALTH_THRESHOLD_MS,
     claimIntervalMs: config.DEFERRABLE_CLAIM_INTERVAL_MS,
     syncIntervalMs: config.DEFERRABLE_SYNC_INTERVAL_MS,
+    blockWarnMs: config.DEFERRABLE_BLOCK_WARN_MS,
+    claimBatch: config.DEFERRABLE_CLAIM_BATCH,
   });
   return {
     logger,

@@ -49,6 +49,8 @@ export const TriggererConfigSchema = z.object({
   DEFERRABLE_HEALTH_THRESHOLD_MS: int(10000, 100),
   DEFERRABLE_CLAIM_INTERVAL_MS: int(1000, 10),
   DEFERRABLE_SYNC_INTERVAL_MS: int(2000, 10),
+  DEFERRABLE_BLOCK_WARN_MS: int(200),
+  DEFERRABLE_CLAIM_BATCH: int(5000, 1),
 });
 
 export const SchedulerConfigSchema = z.object({

@@ -111,5 +111,52 @@ export const explodingTriggerType = defineTriggerType({
   }),
 });
 
-export const tasks = [deferOnce, deferTimesOut, flakyCallback, slowCallback, unknownTrigger, blockingWait, failsHard];
-export const triggers = [explodingTriggerType];
+/** Sleeps, then busy-waits `blockMs` on the event loop (what a trigger must never do), then fires. */
+export const blockingTriggerType = defineTriggerType({
+  type: 'test.blocking',
+  kwargs: z.object({ afterMs: z.number().int().min(0), blockMs: z.number().int().min(0) }) as any,
+  create: (kwargs: any) => ({
+    serialize: () => ({ type: 'test.blocking', kwargs }),
+    async *run(ctx) {
+      await ctx.clock.sleep(kwargs.afterMs as number, ctx.signal);
+      const until = Date.now() + (kwargs.blockMs as number);
+      while (Date.now() < until) {
+        // spin
+      }
+      yield { payload: { blockedMs: kwargs.blockMs as number } };
+    },
+  }),
+});
+
+/** Defers on the blocking trigger. */
+export const deferOnBlocking = defineTask({
+  name: 'test.defer-on-blocking',
+  args: z.object({ afterMs: z.number().int().min(0), blockMs: z.number().int().min(0) }),
+  execute(ctx) {
+    ctx.defer({ trigger: blockingTriggerType.create({ afterMs: ctx.args.afterMs, blockMs: ctx.args.blockMs }), method: 'resume' });
+  },
+  callbacks: {
+    resume(_ctx, event) {
+      return { event };
+    },
+  },
+});
+
+/** Defers on a timer on a named trigger queue. */
+export const deferOnQueue = defineTask({
+  name: 'test.defer-on-queue',
+  args: z.object({ delayMs: z.number().int().min(0), triggerQueue: z.string() }),
+  execute(ctx) {
+    const timer = new TimeDeltaTrigger(ctx.args.delayMs, ctx.now());
+    const trigger: Trigger = { serialize: () => ({ ...timer.serialize(), queue: ctx.args.triggerQueue }), run: (c) => timer.run(c) };
+    ctx.defer({ trigger, method: 'resume' });
+  },
+  callbacks: {
+    resume(_ctx, event) {
+      return { event };
+    },
+  },
+});
+
+export const tasks = [deferOnBlocking, deferOnQueue, deferOnce, deferTimesOut, flakyCallback, slowCallback, unknownTrigger, blockingWait, failsHard];
+export const triggers = [explodingTriggerType, blockingTriggerType];

@@ -5,6 +5,8 @@ export interface ClaimedTriggerRow {
   classpath: string;
   kwargs: string;
   queue: string | null;
+  /** The task waiting on it, for logs. */
+  task_instance_id: string | null;
 }
 
 // Claims unassigned triggers, and those of triggerers whose heartbeat is older than the health
@@ -27,7 +29,8 @@ WITH alive AS (
 )
 UPDATE trigger t SET triggerer_id = $1
 FROM picked WHERE t.id = picked.id
-RETURNING t.id, t.classpath, t.kwargs, t.queue`;
+RETURNING t.id, t.classpath, t.kwargs, t.queue,
+  (SELECT ti.id FROM task_instance ti WHERE ti.trigger_id = t.id AND ti.state = 'deferred' LIMIT 1) AS task_instance_id`;
 
 export async function claimTriggers(
   db: Queryable,
@@ -35,6 +38,26 @@ export async function claimTriggers(
 ): Promise<ClaimedTriggerRow[]> {
   if (a.limit <= 0) return [];
   return (await db.query<ClaimedTriggerRow>(CLAIM, [a.triggererId, a.limit, a.healthThresholdMs, a.queues])).rows;
+}
+
+// How many triggerers serve these queues, and how many unfired triggers they share: each replica
+// claims up to its fair share, so work spreads instead of piling onto the first replica.
+// Index: job_liveness_idx; the count scans trigger_claim_idx.
+const LOAD = `
+SELECT
+  (SELECT count(*) FROM job
+    WHERE job_type = 'triggerer' AND state = 'running'
+      AND latest_heartbeat > now() - make_interval(secs => $1::float8 / 1000)
+      AND queues && $2::text[])::int AS alive,
+  (SELECT count(*) FROM trigger
+    WHERE event IS NULL AND coalesce(queue, 'default') = ANY($2::text[]))::int AS unfired`;
+
+export async function triggererLoad(
+  db: Queryable,
+  a: { healthThresholdMs: number; queues: readonly string[] },
+): Promise<{ alive: number; unfired: number }> {
+  const { rows } = await db.query<{ alive: number; unfired: number }>(LOAD, [a.healthThresholdMs, a.queues]);
+  return rows[0] ?? { alive: 0, unfired: 0 };
 }
 
 /** Ids of the unfired triggers assigned to this triggerer: anything else it runs is to be stopped. */

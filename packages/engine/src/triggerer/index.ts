@@ -5,13 +5,14 @@ import {
   type Trigger,
   type TriggerOutcome,
 } from '@deferrable/domain';
-import { assignedTriggerIds, CHANNELS, claimTriggers, listen, recordTriggerOutcomes, releaseTriggers, type Listener } from '@deferrable/db';
+import { assignedTriggerIds, CHANNELS, claimTriggers, listen, recordTriggerOutcomes, releaseTriggers, triggererLoad, type Listener } from '@deferrable/db';
 import { Producer, triggerEvents } from '@deferrable/queues';
 import type { TriggerRegistry } from '@deferrable/triggers';
 import { Batcher } from '../batcher';
 import { Loop } from '../loop';
 import { ProcessJob } from '../process-job';
 import type { Resources } from '../resources';
+import { BlockDetector } from './block-detector';
 
 export interface TriggererOptions {
   triggers: TriggerRegistry;
@@ -21,6 +22,10 @@ export interface TriggererOptions {
   healthThresholdMs: number;
   claimIntervalMs: number;
   syncIntervalMs: number;
+  /** A trigger callback that holds the event loop this long is named in the logs (0: off). */
+  blockWarnMs: number;
+  /** Most triggers claimed in one statement. */
+  claimBatch?: number;
 }
 
 interface RunningTrigger {
@@ -43,6 +48,7 @@ export class Triggerer {
   private readonly outcomes: Batcher<{ triggerId: string; outcome: TriggerOutcome }, boolean>;
   private listener: Listener | null = null;
   private stopping = false;
+  readonly blocks: BlockDetector;
 
   constructor(
     private readonly res: Resources,
@@ -58,6 +64,12 @@ export class Triggerer {
     this.syncLoop = new Loop('trigger-sync', opts.syncIntervalMs, () => this.sync(), res.logger);
     this.events = new Producer(triggerEvents, res.redisUrl, res.prefix);
     this.outcomes = new Batcher((items) => this.flushOutcomes(items), 1000);
+    this.blocks = new BlockDetector(opts.blockWarnMs, (b) =>
+      res.logger.warn(
+        { triggerId: b.triggerId, triggerType: b.triggerType, taskInstanceId: b.taskInstanceId, blockedMs: b.blockedMs },
+        'a trigger blocked the event loop; triggers must only await I/O or timers',
+      ),
+    );
   }
 
   get triggererId(): string {
@@ -73,6 +85,7 @@ export class Triggerer {
   }
 
   async start(): Promise<void> {
+    this.blocks.start();
     await this.job.start();
     this.listener = listen({
       url: this.res.databaseUrl,
@@ -104,16 +117,23 @@ export class Triggerer {
     });
     await this.job.stop();
     await this.events.close();
+    this.blocks.stop();
     this.res.logger.info({ triggererId: this.triggererId, released }, 'triggerer stopped');
   }
 
   private async claim(): Promise<void> {
     if (this.stopping) return;
-    const limit = this.opts.capacity - this.running.size;
+    const room = this.opts.capacity - this.running.size;
+    if (room <= 0) return;
+    // Up to a fair share of the unfired triggers of our queues, so replicas share the work.
+    const load = await triggererLoad(this.res.db.pool, { healthThresholdMs: this.opts.healthThresholdMs, queues: this.opts.queues });
+    const fairShare = Math.ceil(load.unfired / Math.max(1, load.alive));
+    const batch = this.opts.claimBatch ?? 5000;
+    const limit = Math.min(room, batch, Math.max(0, fairShare - this.running.size));
     if (limit <= 0) return;
     const rows = await claimTriggers(this.res.db.pool, {
       triggererId: this.triggererId,
-      limit: Math.min(limit, 5000),
+      limit,
       healthThresholdMs: this.opts.healthThresholdMs,
       queues: this.opts.queues,
     });
@@ -126,21 +146,26 @@ export class Triggerer {
       } catch (err) {
         // Unknown type, undecryptable or invalid kwargs: the task resumes into its failure path.
         const recorded = recordError(err);
-        this.res.logger.warn({ triggerId: row.id, triggerType: row.classpath, code: recorded.code, reason: recorded.message }, 'trigger cannot run');
+        this.res.logger.warn(
+          { triggerId: row.id, triggerType: row.classpath, taskInstanceId: row.task_instance_id, code: recorded.code, reason: recorded.message },
+          'trigger cannot run',
+        );
         void this.outcomes.add({ triggerId: row.id, outcome: { kind: 'failure', error: { code: recorded.code, message: recorded.message } } }).catch(() => undefined);
         continue;
       }
-      this.startTrigger(row.id, row.classpath, trigger);
+      this.startTrigger(row.id, row.classpath, row.task_instance_id, trigger);
     }
+    if (rows.length > 0) this.res.logger.debug({ count: rows.length, running: this.running.size }, 'claimed triggers');
     // A full batch means more may be waiting: claim again at once.
-    if (rows.length === Math.min(limit, 5000)) this.claimLoop.wake();
+    if (rows.length === limit && limit === batch) this.claimLoop.wake();
   }
 
-  private startTrigger(id: string, type: string, trigger: Trigger): void {
+  private startTrigger(id: string, type: string, taskInstanceId: string | null, trigger: Trigger): void {
     const abort = new AbortController();
     const entry: RunningTrigger = { type, startedAt: Date.now(), abort, done: Promise.resolve() };
     this.running.set(id, entry);
-    entry.done = this.runTrigger(id, type, trigger, abort.signal).finally(() => {
+    const scope = { triggerId: id, triggerType: type, taskInstanceId };
+    entry.done = this.blocks.run(scope, () => this.runTrigger(id, type, trigger, abort.signal)).finally(() => {
       if (this.running.get(id) === entry) this.running.delete(id);
     });
   }
