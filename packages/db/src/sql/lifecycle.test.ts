@@ -420,7 +420,8 @@ describe('triggers: claim, record, release', () => {
     const a = await triggerer();
     const first = await claimTriggers(pool, { triggererId: a, limit: 2, healthThresholdMs: 30_000, queues: ['default'] });
     expect(first).toHaveLength(2);
-    expect(first[0]).toEqual({ id: expect.any(String), classpath: 'datetime', kwargs: 'v1.test.token', queue: null });
+    const waiting = plain.find((d) => d.triggerId === first[0]!.id)!;
+    expect(first[0]).toEqual({ id: waiting.triggerId, classpath: 'datetime', kwargs: 'v1.test.token', queue: null, task_instance_id: waiting.id });
     const second = await claimTriggers(pool, { triggererId: a, limit: 10, healthThresholdMs: 30_000, queues: ['default'] });
     expect([...first, ...second].map((r) => r.id).sort()).toEqual(plain.map((d) => d.triggerId).sort());
     expect(await claimTriggers(pool, { triggererId: a, limit: 0, healthThresholdMs: 30_000, queues: ['gpu'] })).toEqual([]);
