@@ -24,6 +24,7 @@ void runApp('triggerer', async () => {
     logger,
     healthPort: config.DEFERRABLE_HEALTH_PORT,
     job: triggerer.job,
+    status: () => triggerer.status(),
     db: res.db,
     start: () => triggerer.start(),
     stop: async () => {

@@ -29,6 +29,16 @@ export interface TriggerRunContext {
   clock: Clock;
   /** Aborted when the trigger is cancelled or the triggerer stops. */
   signal: AbortSignal;
+  /**
+   * Waits `ms` and rejects when the trigger is cancelled. The triggerer provides a version that
+   * costs a timer and a promise, not an abort listener per wait: a replica holds 100,000 of them.
+   */
+  sleep?(ms: number): Promise<void>;
+}
+
+/** Waits inside a trigger: `ctx.sleep` where the runner provides it, else the clock with the signal. */
+export function triggerSleep(ctx: TriggerRunContext, ms: number): Promise<void> {
+  return ctx.sleep ? ctx.sleep(ms) : ctx.clock.sleep(ms, ctx.signal);
 }
 
 /** A live trigger. `run()` must never block the event loop: await I/O or timers only. */
@@ -36,6 +46,13 @@ export interface Trigger {
   serialize(): SerializedTrigger;
   run(ctx: TriggerRunContext): AsyncIterable<TriggerEvent>;
   cleanup?(): Promise<void> | void;
+  /**
+   * Optional, for triggers that only wait for a moment: the runner may then hold them in one
+   * shared timer queue instead of running `run()` (no generator, promise or timer each), and call
+   * `eventAt` when the moment comes. Both must agree with what `run()` would do.
+   */
+  dueAt?(): number;
+  eventAt?(firedAt: number): TriggerEvent;
 }
 
 /** A trigger type registered by name in the triggerer (and in workers, to validate deferrals). */

@@ -6,6 +6,8 @@ export interface HealthChecks {
   live(): boolean;
   /** The process does its job: started, database reachable, job row heartbeating. */
   ready(): Promise<{ ready: boolean; detail: Record<string, unknown> }>;
+  /** Load and memory figures for operators and benchmarks. */
+  status?(): Record<string, unknown>;
 }
 
 export interface HealthServer {
@@ -32,7 +34,13 @@ export async function startHealthServer(port: number, checks: HealthChecks, host
       );
       return;
     }
-    send(404, { error: 'not found', routes: ['/livez', '/readyz'] });
+    if (req.url?.startsWith('/status')) {
+      // `?gc=1` collects garbage first (when node runs with --expose-gc) so heap figures are net.
+      if (req.url.includes('gc=1')) (globalThis as { gc?: () => void }).gc?.();
+      const mem = process.memoryUsage();
+      return send(200, { pid: process.pid, heapUsed: mem.heapUsed, rss: mem.rss, ...(checks.status?.() ?? {}) });
+    }
+    send(404, { error: 'not found', routes: ['/livez', '/readyz', '/status'] });
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

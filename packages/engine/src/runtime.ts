@@ -9,6 +9,7 @@ import type { Resources } from './resources';
 function readiness(app: App): HealthChecks {
   return {
     live: () => true,
+    status: () => app.status?.() ?? {},
     async ready() {
       const job = app.job?.healthy() ?? { healthy: true, heartbeatAgeMs: 0 };
       let database = true;
@@ -56,6 +57,7 @@ export interface App {
   healthPort?: number;
   job?: ProcessJob;
   db?: Db;
+  status?(): Record<string, unknown>;
 }
 
 export async function runApp(name: string, boot: () => Promise<App>): Promise<void> {

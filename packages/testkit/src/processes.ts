@@ -37,9 +37,10 @@ export class AppProcess {
   constructor(
     readonly name: AppName,
     env: Record<string, string>,
+    opts: { nodeArgs?: string[] } = {},
   ) {
     const entry = path.join(REPO, 'apps', name, 'dist/main.js');
-    this.child = spawn(process.execPath, [entry], {
+    this.child = spawn(process.execPath, [...(opts.nodeArgs ?? []), entry], {
       env: { ...process.env, ...FAST_ENV, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

@@ -1,5 +1,5 @@
 import { stat } from 'node:fs/promises';
-import { defineTriggerType, type Trigger, type TriggerEvent, type TriggerRunContext } from '@deferrable/domain';
+import { defineTriggerType, triggerSleep, type Trigger, type TriggerEvent, type TriggerRunContext } from '@deferrable/domain';
 import { z } from 'zod';
 
 export const FILE_TRIGGER = 'file';
@@ -33,7 +33,7 @@ export class FileTrigger implements Trigger {
         yield { payload: { path: this.path, ...found } };
         return;
       }
-      await ctx.clock.sleep(this.pollIntervalMs, ctx.signal);
+      await triggerSleep(ctx, this.pollIntervalMs);
     }
   }
 }

@@ -1,4 +1,4 @@
-import { defineTriggerType, type Trigger, type TriggerEvent, type TriggerRunContext } from '@deferrable/domain';
+import { defineTriggerType, triggerSleep, type Trigger, type TriggerEvent, type TriggerRunContext } from '@deferrable/domain';
 import { z } from 'zod';
 
 export const DATETIME_TRIGGER = 'datetime';
@@ -27,9 +27,17 @@ export class DateTimeTrigger implements Trigger {
     const due = this.moment.getTime();
     // setTimeout cannot wait longer than 2^31-1 ms; wait in chunks for far moments.
     for (let left = due - ctx.clock.now(); left > 0; left = due - ctx.clock.now()) {
-      await ctx.clock.sleep(Math.min(left, 2 ** 31 - 1), ctx.signal);
+      await triggerSleep(ctx, Math.min(left, 2 ** 31 - 1));
     }
-    yield { payload: { moment: this.moment.toISOString(), firedAt: new Date(ctx.clock.now()).toISOString(), ...(this.payload ?? {}) } as any };
+    yield this.eventAt(ctx.clock.now());
+  }
+
+  dueAt(): number {
+    return this.moment.getTime();
+  }
+
+  eventAt(firedAt: number): TriggerEvent {
+    return { payload: { moment: this.moment.toISOString(), firedAt: new Date(firedAt).toISOString(), ...(this.payload ?? {}) } as any };
   }
 }
 

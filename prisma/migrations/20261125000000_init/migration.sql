@@ -99,7 +99,7 @@ CREATE UNIQUE INDEX "task_instance_idempotency_key_key" ON "task_instance"("idem
 CREATE INDEX "task_instance_dispatch_idx" ON "task_instance"("state", "priority" DESC, "run_after");
 
 -- CreateIndex
-CREATE INDEX "task_instance_trigger_idx" ON "task_instance"("trigger_id");
+CREATE INDEX "task_instance_trigger_idx" ON "task_instance"("trigger_id", "state");
 
 -- CreateIndex
 CREATE INDEX "task_instance_trigger_timeout_idx" ON "task_instance"("trigger_timeout");

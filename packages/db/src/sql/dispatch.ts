@@ -10,11 +10,13 @@ WITH picked AS (
   ORDER BY priority DESC, run_after
   LIMIT $1
   FOR UPDATE SKIP LOCKED
+), upd AS (
+  UPDATE task_instance ti
+  SET state = 'queued', dispatch_attempt = ti.dispatch_attempt + 1, queued_at = now(), updated_at = now(), last_actor = $2
+  WHERE ti.id = ANY(ARRAY(SELECT id FROM picked))
+  RETURNING ti.id, ti.try_number, ti.dispatch_attempt, ti.queue, ti.priority, ti.run_after
 )
-UPDATE task_instance ti
-SET state = 'queued', dispatch_attempt = ti.dispatch_attempt + 1, queued_at = now(), updated_at = now(), last_actor = $2
-FROM picked WHERE ti.id = picked.id
-RETURNING ti.id, ti.try_number, ti.dispatch_attempt, ti.queue, ti.priority`;
+SELECT id, try_number, dispatch_attempt, queue, priority FROM upd ORDER BY priority DESC, run_after`;
 
 /** scheduled -> queued for up to `limit` due task instances; the caller publishes one job each. */
 export async function dispatchDue(db: Queryable, limit: number, actor: string): Promise<DispatchRow[]> {

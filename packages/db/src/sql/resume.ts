@@ -58,7 +58,7 @@ SET state = 'scheduled', next_method = '__fail__',
     next_kwargs = jsonb_build_object('error', jsonb_build_object('code', 'TRIGGER_TIMEOUT', 'message', 'deferral timed out'),
                                      'triggerId', ti.trigger_id),
     trigger_id = NULL, trigger_timeout = NULL, run_after = now(), updated_at = now(), last_actor = $2
-FROM picked WHERE ti.id = picked.id AND ti.state = 'deferred'
+WHERE ti.id = ANY(ARRAY(SELECT id FROM picked)) AND ti.state = 'deferred'
 RETURNING ti.id`;
 
 /** deferred -> scheduled into __fail__ for deferrals past their timeout. */
@@ -77,7 +77,7 @@ WITH picked AS (
 UPDATE task_instance ti
 SET state = 'scheduled', try_number = ti.try_number + 1, next_method = NULL, next_kwargs = NULL,
     worker_id = NULL, heartbeat_at = NULL, updated_at = now(), last_actor = $2
-FROM picked WHERE ti.id = picked.id
+WHERE ti.id = ANY(ARRAY(SELECT id FROM picked))
 RETURNING ti.id`;
 
 /** up_for_retry -> scheduled with the next try number, when the retry delay has passed. */

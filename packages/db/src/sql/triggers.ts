@@ -28,7 +28,7 @@ WITH alive AS (
   FOR UPDATE OF t SKIP LOCKED
 )
 UPDATE trigger t SET triggerer_id = $1
-FROM picked WHERE t.id = picked.id
+WHERE t.id = ANY(ARRAY(SELECT id FROM picked))
 RETURNING t.id, t.classpath, t.kwargs, t.queue,
   (SELECT ti.id FROM task_instance ti WHERE ti.trigger_id = t.id AND ti.state = 'deferred' LIMIT 1) AS task_instance_id`;
 

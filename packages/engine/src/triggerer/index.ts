@@ -13,6 +13,9 @@ import { Loop } from '../loop';
 import { ProcessJob } from '../process-job';
 import type { Resources } from '../resources';
 import { BlockDetector } from './block-detector';
+import { RunningTrigger } from './context';
+import { TimerQueue } from './timer-queue';
+import { systemClock } from '@deferrable/triggers';
 
 export interface TriggererOptions {
   triggers: TriggerRegistry;
@@ -26,13 +29,6 @@ export interface TriggererOptions {
   blockWarnMs: number;
   /** Most triggers claimed in one statement. */
   claimBatch?: number;
-}
-
-interface RunningTrigger {
-  type: string;
-  startedAt: number;
-  abort: AbortController;
-  done: Promise<void>;
 }
 
 /**
@@ -49,6 +45,7 @@ export class Triggerer {
   private listener: Listener | null = null;
   private stopping = false;
   readonly blocks: BlockDetector;
+  private readonly timers: TimerQueue<RunningTrigger>;
 
   constructor(
     private readonly res: Resources,
@@ -64,6 +61,7 @@ export class Triggerer {
     this.syncLoop = new Loop('trigger-sync', opts.syncIntervalMs, () => this.sync(), res.logger);
     this.events = new Producer(triggerEvents, res.redisUrl, res.prefix);
     this.outcomes = new Batcher((items) => this.flushOutcomes(items), 1000);
+    this.timers = new TimerQueue<RunningTrigger>(() => res.clock.now(), (due) => this.fireTimers(due));
     this.blocks = new BlockDetector(opts.blockWarnMs, (b) =>
       res.logger.warn(
         { triggerId: b.triggerId, triggerType: b.triggerType, taskInstanceId: b.taskInstanceId, blockedMs: b.blockedMs },
@@ -78,6 +76,16 @@ export class Triggerer {
 
   get runningCount(): number {
     return this.running.size;
+  }
+
+  status(): Record<string, unknown> {
+    return {
+      triggererId: this.triggererId,
+      running: this.running.size,
+      capacity: this.opts.capacity,
+      loopDelayMs: this.blocks.loopDelay(),
+      blockedByType: Object.fromEntries(this.blocks.counts),
+    };
   }
 
   runningIds(): string[] {
@@ -108,7 +116,8 @@ export class Triggerer {
     await this.claimLoop.stop();
     await this.syncLoop.stop();
     const stopped = [...this.running.values()];
-    for (const r of stopped) r.abort.abort(new Error('triggerer stopping'));
+    for (const r of stopped) this.cancel(r, new Error('triggerer stopping'));
+    this.timers.stop();
     await Promise.all(stopped.map((r) => r.done));
     await this.drainOutcomes();
     const released = await releaseTriggers(this.res.db.pool, this.triggererId).catch((err: unknown) => {
@@ -161,30 +170,36 @@ export class Triggerer {
   }
 
   private startTrigger(id: string, type: string, taskInstanceId: string | null, trigger: Trigger): void {
-    const abort = new AbortController();
-    const entry: RunningTrigger = { type, startedAt: Date.now(), abort, done: Promise.resolve() };
+    const entry = new RunningTrigger(id, type, this.res.clock);
     this.running.set(id, entry);
+    if (trigger.dueAt && trigger.eventAt && this.res.clock === systemClock) {
+      entry.timer = trigger;
+      entry.at = trigger.dueAt();
+      this.timers.push(entry);
+      return;
+    }
     const scope = { triggerId: id, triggerType: type, taskInstanceId };
-    entry.done = this.blocks.run(scope, () => this.runTrigger(id, type, trigger, abort.signal)).finally(() => {
+    entry.done = this.blocks.run(scope, () => this.runTrigger(entry, trigger)).finally(() => {
       if (this.running.get(id) === entry) this.running.delete(id);
     });
   }
 
-  private async runTrigger(id: string, type: string, trigger: Trigger, signal: AbortSignal): Promise<void> {
+  private async runTrigger(entry: RunningTrigger, trigger: Trigger): Promise<void> {
+    const { triggerId: id, type } = entry;
     let outcome: TriggerOutcome | null = null;
     try {
-      for await (const raw of trigger.run({ triggerId: id, clock: this.res.clock, signal })) {
+      for await (const raw of trigger.run(entry)) {
         const event = parseInput(TriggerEventSchema, raw, `event of trigger type "${type}"`);
         outcome = event.endTask
           ? { kind: 'event', payload: event.payload, endTask: event.endTask }
           : { kind: 'event', payload: event.payload };
         break; // the first event resumes the task
       }
-      if (!outcome && !signal.aborted) {
+      if (!outcome && !entry.cancelled) {
         outcome = { kind: 'failure', error: { code: 'TRIGGER_FAILED', message: 'the trigger ended without an event' } };
       }
     } catch (err) {
-      if (!signal.aborted) {
+      if (!entry.cancelled) {
         const recorded = recordError(err);
         outcome = { kind: 'failure', error: { code: recorded.code, message: recorded.message } };
         this.res.logger.warn({ triggerId: id, triggerType: type, code: recorded.code }, 'trigger failed');
@@ -197,6 +212,41 @@ export class Triggerer {
       }
     }
     if (outcome) await this.outcomes.add({ triggerId: id, outcome }).catch(() => undefined);
+  }
+
+  /** Timer triggers whose moment has come: their events are recorded like any other. */
+  private fireTimers(due: RunningTrigger[]): void {
+    const now = this.res.clock.now();
+    for (const entry of due) {
+      if (this.running.get(entry.triggerId) !== entry) continue;
+      this.running.delete(entry.triggerId);
+      let outcome: TriggerOutcome;
+      try {
+        const event = parseInput(TriggerEventSchema, entry.timer!.eventAt!(now), `event of trigger type "${entry.type}"`);
+        outcome = event.endTask ? { kind: 'event', payload: event.payload, endTask: event.endTask } : { kind: 'event', payload: event.payload };
+      } catch (err) {
+        const recorded = recordError(err);
+        outcome = { kind: 'failure', error: { code: recorded.code, message: recorded.message } };
+      }
+      void this.cleanupTrigger(entry);
+      void this.outcomes.add({ triggerId: entry.triggerId, outcome }).catch(() => undefined);
+    }
+  }
+
+  private cancel(entry: RunningTrigger, reason: unknown): void {
+    entry.cancel(reason);
+    if (entry.timer && this.running.get(entry.triggerId) === entry) {
+      this.running.delete(entry.triggerId);
+      void this.cleanupTrigger(entry);
+    }
+  }
+
+  private async cleanupTrigger(entry: RunningTrigger): Promise<void> {
+    try {
+      await entry.timer?.cleanup?.();
+    } catch (err) {
+      this.res.logger.warn({ err, triggerId: entry.triggerId, triggerType: entry.type }, 'trigger cleanup failed');
+    }
   }
 
   /** Records outcomes (first wins), then notifies the scheduler. Retries the batch until PostgreSQL takes it. */
@@ -235,9 +285,9 @@ export class Triggerer {
     const issuedAt = Date.now();
     const assigned = await assignedTriggerIds(this.res.db.pool, this.triggererId);
     for (const [id, r] of this.running) {
-      if (r.startedAt < issuedAt && !assigned.has(id) && !r.abort.signal.aborted) {
+      if (r.startedAt < issuedAt && !assigned.has(id) && !r.cancelled) {
         this.res.logger.info({ triggerId: id, triggerType: r.type }, 'trigger no longer wanted here; cancelling');
-        r.abort.abort(new Error('trigger cancelled'));
+        this.cancel(r, new Error('trigger cancelled'));
       }
     }
   }
