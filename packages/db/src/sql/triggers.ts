@@ -50,14 +50,25 @@ SELECT
       AND latest_heartbeat > now() - make_interval(secs => $1::float8 / 1000)
       AND queues && $2::text[])::int AS alive,
   (SELECT count(*) FROM trigger
-    WHERE event IS NULL AND coalesce(queue, 'default') = ANY($2::text[]))::int AS unfired`;
+    WHERE event IS NULL AND coalesce(queue, 'default') = ANY($2::text[]))::int AS unfired,
+  (SELECT (extract(epoch FROM (min(latest_heartbeat) - now())) * 1000 + $1::float8)::float8 FROM job
+    WHERE job_type = 'triggerer' AND state = 'running' AND id <> $3
+      AND latest_heartbeat > now() - make_interval(secs => $1::float8 / 1000)) AS next_expiry_ms`;
 
+/**
+ * Live triggerers serving these queues, unfired triggers in them, and in how many ms the stalest
+ * live peer would be declared dead if it stopped heartbeating now (null without peers).
+ */
 export async function triggererLoad(
   db: Queryable,
-  a: { healthThresholdMs: number; queues: readonly string[] },
-): Promise<{ alive: number; unfired: number }> {
-  const { rows } = await db.query<{ alive: number; unfired: number }>(LOAD, [a.healthThresholdMs, a.queues]);
-  return rows[0] ?? { alive: 0, unfired: 0 };
+  a: { healthThresholdMs: number; queues: readonly string[]; self: string },
+): Promise<{ alive: number; unfired: number; next_expiry_ms: number | null }> {
+  const { rows } = await db.query<{ alive: number; unfired: number; next_expiry_ms: number | null }>(LOAD, [
+    a.healthThresholdMs,
+    a.queues,
+    a.self,
+  ]);
+  return rows[0] ?? { alive: 0, unfired: 0, next_expiry_ms: null };
 }
 
 /** Ids of the unfired triggers assigned to this triggerer: anything else it runs is to be stopped. */

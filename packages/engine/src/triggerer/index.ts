@@ -46,6 +46,7 @@ export class Triggerer {
   private stopping = false;
   readonly blocks: BlockDetector;
   private readonly timers: TimerQueue<RunningTrigger>;
+  private expiryTimer: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly res: Resources,
@@ -115,6 +116,7 @@ export class Triggerer {
     await this.listener?.close();
     await this.claimLoop.stop();
     await this.syncLoop.stop();
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
     const stopped = [...this.running.values()];
     for (const r of stopped) this.cancel(r, new Error('triggerer stopping'));
     this.timers.stop();
@@ -135,7 +137,12 @@ export class Triggerer {
     const room = this.opts.capacity - this.running.size;
     if (room <= 0) return;
     // Up to a fair share of the unfired triggers of our queues, so replicas share the work.
-    const load = await triggererLoad(this.res.db.pool, { healthThresholdMs: this.opts.healthThresholdMs, queues: this.opts.queues });
+    const load = await triggererLoad(this.res.db.pool, {
+      healthThresholdMs: this.opts.healthThresholdMs,
+      queues: this.opts.queues,
+      self: this.triggererId,
+    });
+    this.watchPeerExpiry(load.next_expiry_ms);
     const fairShare = Math.ceil(load.unfired / Math.max(1, load.alive));
     const batch = this.opts.claimBatch ?? 5000;
     const limit = Math.min(room, batch, Math.max(0, fairShare - this.running.size));
@@ -212,6 +219,18 @@ export class Triggerer {
       }
     }
     if (outcome) await this.outcomes.add({ triggerId: id, outcome }).catch(() => undefined);
+  }
+
+  /**
+   * Claims again the moment the stalest peer would cross the health threshold, so a dead peer's
+   * triggers move within the threshold plus one claim (not plus a whole claim interval).
+   */
+  private watchPeerExpiry(ms: number | null): void {
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    this.expiryTimer = null;
+    if (ms === null || this.stopping) return;
+    this.expiryTimer = setTimeout(() => this.claimLoop.wake(), Math.max(0, ms) + 5);
+    this.expiryTimer.unref();
   }
 
   /** Timer triggers whose moment has come: their events are recorded like any other. */
