@@ -1,5 +1,4 @@
 import {
-  decideRetry,
   EnqueueRequestSchema,
   HeartbeatLostError,
   parseInput,
@@ -33,6 +32,7 @@ import { Batcher } from '../batcher';
 import { Loop } from '../loop';
 import { ProcessJob } from '../process-job';
 import type { Resources } from '../resources';
+import { retryInMs } from '../retry';
 
 export interface SchedulerOptions {
   pollMs: number;
@@ -222,16 +222,9 @@ export class Scheduler {
       const rows = await lockStaleRuns(client, this.opts.reapAfterMs, this.opts.dispatchBatch);
       for (const r of rows) {
         const err = new HeartbeatLostError(r.worker_id);
-        const decision = decideRetry({
-          tryNumber: r.try_number,
-          maxTries: r.max_tries,
-          policy: { delayMs: r.retry_delay_ms, backoff: r.retry_backoff, maxDelayMs: r.retry_max_delay_ms },
-          error: err,
-          now: this.res.clock.now(),
-        });
-        const retryInMs = decision.kind === 'retry' ? Math.max(0, decision.runAfter.getTime() - this.res.clock.now()) : null;
-        await failRun(client, { id: r.id, tryNumber: r.try_number, workerId: r.worker_id ?? '', actor: this.actor }, recordError(err), retryInMs);
-        this.res.logger.warn({ taskInstanceId: r.id, try: r.try_number, workerId: r.worker_id, retry: retryInMs !== null }, 'reaped a run whose worker stopped heartbeating');
+        const retryIn = retryInMs(r, err, this.res.clock.now());
+        await failRun(client, { id: r.id, tryNumber: r.try_number, workerId: r.worker_id ?? '', actor: this.actor }, recordError(err), retryIn);
+        this.res.logger.warn({ taskInstanceId: r.id, try: r.try_number, workerId: r.worker_id, retry: retryIn !== null }, 'reaped a run whose worker stopped heartbeating');
       }
       return rows.length;
     });

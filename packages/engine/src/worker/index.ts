@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import {
   assertJsonSize,
-  decideRetry,
   parseInput,
   recordError,
   toDeferrableError,
@@ -26,6 +25,7 @@ import { Loop } from '../loop';
 import { ProcessJob } from '../process-job';
 import type { Resources } from '../resources';
 import type { TaskRegistry } from '../task-registry';
+import { retryInMs } from '../retry';
 import { runTaskCode, type RunOutcome } from './execute';
 
 export interface TaskWorkerOptions {
@@ -196,18 +196,11 @@ export class TaskWorker {
 
   private async recordFailure(row: TaskInstanceRow, key: RunKey, error: unknown, log: typeof this.res.logger): Promise<void> {
     const err = toDeferrableError(error);
-    const decision = decideRetry({
-      tryNumber: row.try_number,
-      maxTries: row.max_tries,
-      policy: { delayMs: row.retry_delay_ms, backoff: row.retry_backoff, maxDelayMs: row.retry_max_delay_ms },
-      error: err,
-      now: this.res.clock.now(),
-    });
-    const retryInMs = decision.kind === 'retry' ? Math.max(0, decision.runAfter.getTime() - this.res.clock.now()) : null;
-    const ok = await failRun(this.res.db.pool, key, recordError(err), retryInMs);
+    const retryIn = retryInMs(row, err, this.res.clock.now());
+    const ok = await failRun(this.res.db.pool, key, recordError(err), retryIn);
     log.warn(
-      { err: { code: err.code, message: err.message }, retryInMs, recorded: ok },
-      decision.kind === 'retry' ? 'task failed; will retry' : 'task failed',
+      { err: { code: err.code, message: err.message }, retryInMs: retryIn, recorded: ok },
+      retryIn !== null ? 'task failed; will retry' : 'task failed',
     );
   }
 
