@@ -20,10 +20,8 @@ export const BaselineJobData = z.object({
 });
 export type BaselineJobData = z.infer<typeof BaselineJobData>;
 
-export interface BaselineResult {
-  dueAt: number;
-  resumedAt: number;
-}
+export const BaselineResult = z.object({ dueAt: z.number(), resumedAt: z.number() });
+export type BaselineResult = z.infer<typeof BaselineResult>;
 
 async function processJob(job: Job, token?: string): Promise<BaselineResult> {
   const data = BaselineJobData.parse(job.data);

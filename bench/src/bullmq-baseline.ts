@@ -5,9 +5,11 @@ import { deleteKeys, REDIS_URL, waitFor } from '@deferrable/testkit';
 import { bullPrefix, producerConnection } from '@deferrable/queues';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import type { BaselineJobData, BaselineResult } from './baseline-worker';
-import { cpuSnapshot, cpuUsage } from './cpu';
-import { distribution, spreadDelays, type Distribution } from './stats';
+import { BaselineResult, type BaselineJobData } from './baseline-worker';
+import { cpuMsPer, cpuSnapshot, cpuUsage, type CpuUsage } from './cpu';
+import { instrumentEnv, type Instrumentation } from './instrument-report';
+import { redisCommands } from './machine';
+import { arrivals, distribution, sleepUntil, spreadDelays, type Distribution } from './stats';
 import { onTeardown } from './teardown';
 
 export interface BaselineFigures {
@@ -15,13 +17,24 @@ export interface BaselineFigures {
   elapsedMs: number;
   /** Timer due -> second run starts. */
   dueToResume: Distribution;
-  cpu: Record<string, number>;
+  /** Server-wide INFO total_commands_processed (includes commands inside Lua scripts and other users). */
+  redisCommandsPerCycle: number;
+  cpu: CpuUsage;
+  /** CPU time of the BullMQ worker, the producer and Redis per cycle. */
+  cpuMsPerCycle: number;
 }
 
 const QUEUE = 'bench-baseline';
 
 /** The same N enqueue -> run -> delay -> run -> complete cycles through BullMQ alone. */
-export async function runBaseline(opts: { tasks: number; concurrency: number; timeoutMs: number; redisPid: number | null }): Promise<BaselineFigures> {
+export async function runBaseline(opts: {
+  tasks: number;
+  concurrency: number;
+  timeoutMs: number;
+  rate: number | null;
+  redisPid: number | null;
+  instrument: Instrumentation | null;
+}): Promise<BaselineFigures> {
   const prefix = `{bench-baseline-${process.pid}-${randomBytes(4).toString('hex')}}`;
   const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 3 });
   const queue = new Queue(QUEUE, { connection: producerConnection(REDIS_URL), prefix: bullPrefix(prefix) });
@@ -31,7 +44,14 @@ export async function runBaseline(opts: { tasks: number; concurrency: number; ti
     redis.disconnect();
   });
   const child = spawn(process.execPath, [path.join(__dirname, 'baseline-worker.js')], {
-    env: { ...process.env, BENCH_REDIS_URL: REDIS_URL, BENCH_PREFIX: prefix, BENCH_QUEUE: QUEUE, BENCH_CONCURRENCY: String(opts.concurrency) },
+    env: {
+      ...process.env,
+      ...instrumentEnv(opts.instrument),
+      BENCH_REDIS_URL: REDIS_URL,
+      BENCH_PREFIX: prefix,
+      BENCH_QUEUE: QUEUE,
+      BENCH_CONCURRENCY: String(opts.concurrency),
+    },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
@@ -45,12 +65,12 @@ export async function runBaseline(opts: { tasks: number; concurrency: number; ti
       child.once('exit', (code) => reject(new Error(`baseline worker exited with ${code} before it was ready`)));
     });
 
-    const delays = spreadDelays(opts.tasks);
     const before = cpuSnapshot();
+    const redisBefore = await redisCommands(redis);
     const startedAt = Date.now();
-    for (let i = 0; i < delays.length; i += 1000) {
-      const chunk = delays.slice(i, i + 1000).map((delayMs) => ({ name: 'cycle', data: { delayMs } satisfies BaselineJobData, opts: { removeOnComplete: false } }));
-      await queue.addBulk(chunk);
+    for (const chunk of arrivals(spreadDelays(opts.tasks), opts.rate)) {
+      await sleepUntil(startedAt + chunk.atMs);
+      await queue.addBulk(chunk.delays.map((delayMs) => ({ name: 'cycle', data: { delayMs } satisfies BaselineJobData, opts: { removeOnComplete: false } })));
     }
     await waitFor(
       async () => {
@@ -63,23 +83,27 @@ export async function runBaseline(opts: { tasks: number; concurrency: number; ti
       20,
     );
     const after = cpuSnapshot();
+    const redisAfter = await redisCommands(redis);
 
     const jobs = await queue.getJobs(['completed'], 0, -1);
     const finished = Math.max(...jobs.map((j) => j.finishedOn ?? 0));
     const lags = jobs.map((j) => {
-      const r = j.returnvalue as BaselineResult;
+      const r = BaselineResult.parse(j.returnvalue);
       return r.resumedAt - r.dueAt;
     });
     const elapsedMs = finished - startedAt;
+    const cpu = cpuUsage(before, after, [
+      { label: 'bullmq worker', pids: (pid) => pid === child.pid },
+      { label: 'bench (producer)', pids: (pid) => pid === process.pid },
+      { label: 'redis', pids: (pid) => pid === opts.redisPid },
+    ]);
     return {
       cyclesPerS: (opts.tasks * 1000) / elapsedMs,
       elapsedMs,
       dueToResume: distribution(lags),
-      cpu: cpuUsage(before, after, [
-        { label: 'bullmq worker', pids: (pid) => pid === child.pid },
-        { label: 'bench (producer)', pids: (pid) => pid === process.pid },
-        { label: 'redis', pids: (pid) => pid === opts.redisPid },
-      ]),
+      redisCommandsPerCycle: (redisAfter - redisBefore) / opts.tasks,
+      cpu,
+      cpuMsPerCycle: cpuMsPer(cpu, ['bullmq worker', 'bench (producer)', 'redis'], opts.tasks),
     };
   } finally {
     await undoChild();

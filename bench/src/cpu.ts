@@ -46,28 +46,48 @@ export interface CpuGroup {
   pids: (pid: number, comm: string) => boolean;
 }
 
+export interface CpuUsage {
+  /** % of one core per group, plus "other" (everything else, including exited processes) and "machine". */
+  byGroup: Record<string, number>;
+  /** The biggest ungrouped processes still alive at the end: who else loaded the machine. */
+  otherTop: string;
+  wallMs: number;
+}
+
+/** CPU milliseconds the given groups used per unit of work (e.g. per cycle): robust to a busy machine. */
+export function cpuMsPer(usage: CpuUsage, labels: readonly string[], units: number): number {
+  const pct = labels.reduce((sum, l) => sum + (usage.byGroup[l] ?? 0), 0);
+  return (pct / 100) * (usage.wallMs / units);
+}
+
 /**
  * CPU use between two snapshots as a percentage of one core, per group (first matching group
  * wins), plus "other" and the machine's total (of nproc x 100 %). A process born during the window
  * counts from zero; one that ended during it is missed (its time goes to "other" via the total).
  */
-export function cpuUsage(a: CpuSnapshot, b: CpuSnapshot, groups: readonly CpuGroup[]): Record<string, number> {
+export function cpuUsage(a: CpuSnapshot, b: CpuSnapshot, groups: readonly CpuGroup[]): CpuUsage {
   const wallMs = Math.max(1, b.at - a.at);
-  const out: Record<string, number> = {};
-  for (const g of groups) out[g.label] = 0;
-  let grouped = 0;
+  const pct = (ms: number) => (100 * ms) / wallMs;
+  const grouped = new Map<string, number>(groups.map((g) => [g.label, 0]));
+  const others = new Map<string, number>();
   for (const [pid, p] of b.procs) {
     const before = a.procs.get(pid);
     const delta = p.ms - (before && before.comm === p.comm ? before.ms : 0);
+    if (delta <= 0) continue;
     const g = groups.find((x) => x.pids(pid, p.comm));
-    if (!g || delta <= 0) continue;
-    out[g.label]! += delta;
-    grouped += delta;
+    if (g) grouped.set(g.label, grouped.get(g.label)! + delta);
+    else others.set(p.comm, (others.get(p.comm) ?? 0) + delta);
   }
   const busy = b.machineBusyMs - a.machineBusyMs;
-  const result: Record<string, number> = {};
-  for (const g of groups) result[g.label] = (100 * out[g.label]!) / wallMs;
-  result.other = Math.max(0, (100 * (busy - grouped)) / wallMs);
-  result.machine = (100 * busy) / wallMs;
-  return result;
+  const groupedTotal = [...grouped.values()].reduce((x, y) => x + y, 0);
+  const byGroup: Record<string, number> = {};
+  for (const [label, ms] of grouped) byGroup[label] = pct(ms);
+  byGroup.other = Math.max(0, pct(busy - groupedTotal));
+  byGroup.machine = pct(busy);
+  const otherTop = [...others]
+    .sort((x, y) => y[1] - x[1])
+    .slice(0, 4)
+    .map(([comm, ms]) => `${comm} ${Math.round(pct(ms))}%`)
+    .join(', ');
+  return { byGroup, otherTop, wallMs };
 }

@@ -1,10 +1,12 @@
 import path from 'node:path';
 import { AppProcess, createTestEnv, waitFor, type AppName, type TestEnv } from '@deferrable/testkit';
 import { Client } from 'pg';
-import { cpuSnapshot, cpuUsage, type CpuSnapshot } from './cpu';
+import { cpuMsPer, cpuSnapshot, cpuUsage, type CpuUsage } from './cpu';
+import { instrumentEnv, type Instrumentation } from './instrument-report';
+import { redisCommands } from './machine';
 import { BENCH_TASK } from './fixture';
 import * as SQL from './sql';
-import { distribution, spreadDelays, type Distribution } from './stats';
+import { arrivals, distribution, sleepUntil, spreadDelays, type Distribution } from './stats';
 import { onTeardown } from './teardown';
 
 export interface PipelineOptions {
@@ -13,8 +15,20 @@ export interface PipelineOptions {
   eventConcurrency: number;
   dispatchBatch: number;
   timeoutMs: number;
+  /** Tasks enqueued per second, or null for all at once. */
+  rate: number | null;
   redisPid: number | null;
+  instrument: Instrumentation | null;
 }
+
+export type Stage =
+  | 'execute: running -> deferred'
+  | 'timer late (claim + timer)'
+  | 'fire -> recorded'
+  | 'recorded -> applied'
+  | 'applied -> queued'
+  | 'queued -> running'
+  | 'callback: running -> success';
 
 export interface DeferrableFigures {
   cyclesPerS: number;
@@ -24,29 +38,34 @@ export interface DeferrableFigures {
   /** The timer's due moment -> callback starts (comparable with the baseline's). */
   dueToResume: Distribution;
   /** The resume path, stage by stage. */
-  stages: Record<'timer late' | 'fire -> recorded' | 'recorded -> applied' | 'applied -> queued' | 'queued -> running', Distribution>;
+  stages: Record<Stage, Distribution>;
   sqlTransactionsPerCycle: number;
+  sqlRollbacksPerCycle: number;
+  /** Warnings and errors the apps logged during the run, by message (they should log none). */
+  appProblems: Record<string, number>;
   tupleWritesPerCycle: Record<string, number>;
   bullmqJobsPerCycle: number;
   redisCommandsPerCycle: number;
-  cpu: Record<string, number>;
+  cpu: CpuUsage;
+  /** CPU time of the pipeline's processes (apps, their PostgreSQL backends, Redis, the enqueuer) per cycle. */
+  cpuMsPerCycle: number;
   /** Tasks that ran more or less than twice, or lack a resume record. */
   anomalies: number;
 }
 
-const ENQUEUE_CHUNK = 1000;
-
-/** Environment of the three apps: the bench fixture, warn logs, production intervals. */
-function appEnv(env: TestEnv, o: PipelineOptions): Record<string, string> {
-  return env.appEnv({
+/**
+ * Environment of the three apps: the bench fixture, warn logs, the configuration's production
+ * intervals (testkit's FAST_ENV polls faster and adds load). Any of these variables set in the
+ * benchmark's own environment overrides the value here (e.g. DEFERRABLE_CLAIM_INTERVAL_MS=50).
+ */
+function benchDefaults(o: Pick<PipelineOptions, 'slots' | 'eventConcurrency' | 'dispatchBatch'>): Record<string, string> {
+  return {
     LOG_LEVEL: 'warn',
     DEFERRABLE_MODULES: path.join(__dirname, 'fixture.js'),
     DEFERRABLE_WORKER_SLOTS: String(o.slots),
     DEFERRABLE_EVENT_CONCURRENCY: String(o.eventConcurrency),
     DEFERRABLE_DISPATCH_BATCH: String(o.dispatchBatch),
-    // Triggers must outlive their resume: fired_at is read after the run.
-    DEFERRABLE_CLEANUP_INTERVAL_MS: '3600000',
-    // The configuration defaults, not testkit's FAST_ENV: fast test intervals add polling load.
+    DEFERRABLE_CLEANUP_INTERVAL_MS: '5000',
     DEFERRABLE_POLL_MS: '1000',
     DEFERRABLE_HEARTBEAT_MS: '2000',
     DEFERRABLE_REAP_AFTER_MS: '30000',
@@ -55,12 +74,22 @@ function appEnv(env: TestEnv, o: PipelineOptions): Record<string, string> {
     DEFERRABLE_SYNC_INTERVAL_MS: '2000',
     DEFERRABLE_HEALTH_THRESHOLD_MS: '10000',
     DEFERRABLE_SHUTDOWN_GRACE_MS: '2000',
-  });
+  };
+}
+
+function appSettings(o: PipelineOptions): Record<string, string> {
+  return Object.fromEntries(Object.entries(benchDefaults(o)).map(([k, v]) => [k, process.env[k] ?? v]));
+}
+
+/** Variables of the benchmark's environment that change what the apps do, for the report. */
+export function environmentOverrides(): string[] {
+  const keys = [...Object.keys(benchDefaults({ slots: 1, eventConcurrency: 1, dispatchBatch: 1 })), 'PGOPTIONS', 'NODE_OPTIONS'];
+  return keys.filter((k) => process.env[k] !== undefined).map((k) => `${k}=${process.env[k]}`);
 }
 
 /** Starts the apps into `apps` (so that teardown sees each one as soon as it exists). */
 async function startApps(env: TestEnv, o: PipelineOptions, db: Client, apps: Map<AppName, AppProcess>): Promise<void> {
-  const vars = appEnv(env, o);
+  const vars = env.appEnv({ ...appSettings(o), ...instrumentEnv(o.instrument) });
   for (const name of ['scheduler', 'triggerer', 'worker'] as const) apps.set(name, new AppProcess(name, vars));
   // At LOG_LEVEL=warn the apps print no "started" line: each registers its job row instead.
   await waitFor(
@@ -77,11 +106,6 @@ async function startApps(env: TestEnv, o: PipelineOptions, db: Client, apps: Map
   await new Promise((r) => setTimeout(r, 500));
 }
 
-async function redisCommands(env: TestEnv): Promise<number> {
-  const m = /total_commands_processed:(\d+)/.exec(await env.redis.info('stats'));
-  return Number(m?.[1] ?? 0);
-}
-
 async function readCounters(url: string): Promise<SQL.DbCounters> {
   const c = new Client({ connectionString: url });
   await c.connect();
@@ -94,25 +118,27 @@ async function readCounters(url: string): Promise<SQL.DbCounters> {
 
 /** Enqueues the tasks in chunks and waits until all succeeded; returns when it started. */
 async function drive(db: Client, o: PipelineOptions): Promise<{ startedAt: number; statements: number }> {
-  const delays = spreadDelays(o.tasks);
   let statements = 0;
   const startedAt = Date.now();
-  for (let i = 0; i < delays.length; i += ENQUEUE_CHUNK) {
-    await db.query(SQL.ENQUEUE, [BENCH_TASK, delays.slice(i, i + ENQUEUE_CHUNK)]);
+  for (const chunk of arrivals(spreadDelays(o.tasks), o.rate)) {
+    await sleepUntil(startedAt + chunk.atMs);
+    await db.query(SQL.ENQUEUE, [BENCH_TASK, chunk.delays]);
     statements++;
   }
   await waitFor(
     async () => {
       statements++;
-      const { done, bad } = (await db.query<{ done: number; bad: number }>(SQL.PROGRESS)).rows[0]!;
-      if (bad > 0) throw new Error(`${bad} tasks failed or were cancelled`);
-      return done >= o.tasks;
+      const { pending, failed } = (await db.query<{ pending: boolean; failed: boolean }>(SQL.PROGRESS)).rows[0]!;
+      if (failed) throw new Error('tasks failed or were cancelled');
+      return !pending;
     },
     o.timeoutMs,
     `${o.tasks} tasks to succeed`,
     100,
   );
-  return { startedAt, statements };
+  const succeeded = (await db.query<{ n: number }>(SQL.COUNT_SUCCEEDED)).rows[0]!.n;
+  if (succeeded !== o.tasks) throw new Error(`${succeeded} of ${o.tasks} tasks succeeded`);
+  return { startedAt, statements: statements + 1 };
 }
 
 function summarise(rows: SQL.ResumePathRow[], startedAt: number, tasks: number) {
@@ -125,11 +151,13 @@ function summarise(rows: SQL.ResumePathRow[], startedAt: number, tasks: number) 
     resume: d((r) => r.run2! - r.recorded!),
     dueToResume: d((r) => r.run2! - r.due!),
     stages: {
-      'timer late': d((r) => r.fired! - r.due!),
+      'execute: running -> deferred': d((r) => r.deferred! - r.run1!),
+      'timer late (claim + timer)': d((r) => r.fired! - r.due!),
       'fire -> recorded': d((r) => r.recorded! - r.fired!),
       'recorded -> applied': d((r) => r.applied! - r.recorded!),
       'applied -> queued': d((r) => r.queued2! - r.applied!),
       'queued -> running': d((r) => r.run2! - r.queued2!),
+      'callback: running -> success': d((r) => r.succeeded! - r.run2!),
     },
     anomalies: tasks - ok.length,
   };
@@ -139,8 +167,18 @@ function perCycle(before: SQL.DbCounters, after: SQL.DbCounters, tasks: number):
   const out: Record<string, number> = {};
   for (const [table, a] of Object.entries(after.tables)) {
     const b = before.tables[table] ?? { ins: 0, upd: 0, del: 0, hot: 0 };
-    const writes = { ins: a.ins - b.ins, upd: a.upd - b.upd, del: a.del - b.del };
-    for (const [k, v] of Object.entries(writes)) if (v > 0) out[`${table}.${k}`] = v / tasks;
+    // hot: updates that touched no indexed column (no index entries written).
+    const writes = { ins: a.ins - b.ins, upd: a.upd - b.upd, 'upd (hot)': a.hot - b.hot, del: a.del - b.del };
+    if (writes.upd <= 0) delete (writes as Partial<typeof writes>)['upd (hot)'];
+    for (const [k, v] of Object.entries(writes)) if (v > 0 || k === 'upd (hot)') out[`${table}.${k}`] = v / tasks;
+  }
+  return out;
+}
+
+function problems(apps: Map<AppName, AppProcess>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const a of apps.values()) {
+    for (const r of a.logs) if (r.level >= 40) out[`${a.name}: ${r.msg}`] = (out[`${a.name}: ${r.msg}`] ?? 0) + 1;
   }
   return out;
 }
@@ -151,6 +189,7 @@ export async function runDeferrable(o: PipelineOptions): Promise<DeferrableFigur
   const undoEnv = onTeardown('benchmark database', () => env.cleanup());
   const db = new Client({ connectionString: env.databaseUrl, application_name: 'deferrable-bench' });
   await db.connect();
+  await db.query(SQL.KEEP_FIRED_TRIGGERS);
   const apps = new Map<AppName, AppProcess>();
   const undoApps = onTeardown('app processes', async () => {
     await Promise.all([...apps.values()].map((a) => a.stop()));
@@ -159,11 +198,11 @@ export async function runDeferrable(o: PipelineOptions): Promise<DeferrableFigur
   try {
     await startApps(env, o, db, apps);
     const countersBefore = await readCounters(env.databaseUrl);
-    const redisBefore = await redisCommands(env);
-    const cpuBefore: CpuSnapshot = cpuSnapshot();
+    const redisBefore = await redisCommands(env.redis);
+    const cpuBefore = cpuSnapshot();
     const { startedAt, statements } = await drive(db, o);
     const cpuAfter = cpuSnapshot();
-    const redisAfter = await redisCommands(env);
+    const redisAfter = await redisCommands(env.redis);
     const backends = new Set((await db.query<{ pid: number }>(SQL.BACKEND_PIDS)).rows.map((r) => r.pid));
     const pidOf = (n: AppName) => apps.get(n)!.pid;
     const cpu = cpuUsage(cpuBefore, cpuAfter, [
@@ -185,10 +224,13 @@ export async function runDeferrable(o: PipelineOptions): Promise<DeferrableFigur
       ...summarise(rows, startedAt, o.tasks),
       // Minus the benchmark's own enqueues and progress polls, and the first counter read.
       sqlTransactionsPerCycle: (countersAfter.xacts - countersBefore.xacts - statements - 1) / o.tasks,
+      sqlRollbacksPerCycle: (countersAfter.rollbacks - countersBefore.rollbacks) / o.tasks,
+      appProblems: problems(apps),
       tupleWritesPerCycle: perCycle(countersBefore, countersAfter, o.tasks),
       bullmqJobsPerCycle: (jobs.dispatch_jobs + jobs.event_jobs) / o.tasks,
       redisCommandsPerCycle: (redisAfter - redisBefore) / o.tasks,
       cpu,
+      cpuMsPerCycle: cpuMsPer(cpu, ['scheduler', 'triggerer', 'worker', 'bench', 'postgres (this db)', 'redis'], o.tasks),
     };
   } finally {
     await undoApps();

@@ -30,3 +30,8 @@ export async function machineFacts(redis: Redis): Promise<MachineFacts> {
     redisPid: Number(/process_id:(\d+)/.exec(info)?.[1]) || null,
   };
 }
+
+/** Redis's server-wide command counter (it counts commands run inside Lua scripts too). */
+export async function redisCommands(redis: Redis): Promise<number> {
+  return Number(/total_commands_processed:(\d+)/.exec(await redis.info('stats'))?.[1] ?? 0);
+}

@@ -2,6 +2,7 @@ import type { Distribution } from './stats';
 import { median, round } from './stats';
 import { fmt, table } from './table';
 import { TARGETS, type LifecycleOptions, type RunFigures } from './types';
+import { environmentOverrides } from './deferrable-pipeline';
 import type { MachineFacts } from './machine';
 
 const medianOf = (runs: readonly RunFigures[], f: (r: RunFigures) => number): number => median(runs.map(f));
@@ -27,6 +28,9 @@ function mainTable(runs: readonly RunFigures[]): string {
     ['due -> callback p99 ms, deferrable', (r) => r.deferrable.dueToResume.p99, ''],
     ['due -> callback p50 ms, BullMQ-only', (r) => r.baseline.dueToResume.p50, ''],
     ['due -> callback p99 ms, BullMQ-only', (r) => r.baseline.dueToResume.p99, ''],
+    ['CPU ms per cycle, deferrable (apps, their backends, Redis)', (r) => r.deferrable.cpuMsPerCycle, ''],
+    ['CPU ms per cycle, BullMQ-only (worker, producer, Redis)', (r) => r.baseline.cpuMsPerCycle, ''],
+    ['machine CPU used by others, % of a core (deferrable run)', (r) => r.deferrable.cpu.byGroup.other ?? 0, ''],
     ['tasks not run exactly twice', (r) => r.deferrable.anomalies, '0'],
   ];
   return table(
@@ -39,7 +43,7 @@ function stagesTable(runs: readonly RunFigures[]): string {
   const names = Object.keys(runs[0]!.deferrable.stages) as (keyof RunFigures['deferrable']['stages'])[];
   const cols: (keyof Distribution)[] = ['p50', 'p90', 'p99', 'max'];
   return table(
-    ['resume path stage, ms (median of runs)', ...cols],
+    ['lifecycle stage, ms (median of runs)', ...cols],
     names.map((n) => [n, ...cols.map((c) => medianOf(runs, (r) => r.deferrable.stages[n][c]))]),
   );
 }
@@ -47,8 +51,10 @@ function stagesTable(runs: readonly RunFigures[]): string {
 function costTable(runs: readonly RunFigures[]): string {
   const rows: [string, number][] = [
     ['SQL transactions (pg_stat_database, all apps)', medianOf(runs, (r) => r.deferrable.sqlTransactionsPerCycle)],
+    ['  of which rolled back', medianOf(runs, (r) => r.deferrable.sqlRollbacksPerCycle)],
     ['BullMQ jobs (dispatch + trigger-event)', medianOf(runs, (r) => r.deferrable.bullmqJobsPerCycle)],
-    ['Redis commands (server-wide INFO, includes other users)', medianOf(runs, (r) => r.deferrable.redisCommandsPerCycle)],
+    ['Redis commands, server-wide INFO (incl. inside Lua, other users)', medianOf(runs, (r) => r.deferrable.redisCommandsPerCycle)],
+    ['  the same for the BullMQ-only baseline', medianOf(runs, (r) => r.baseline.redisCommandsPerCycle)],
   ];
   for (const key of Object.keys(runs[0]!.deferrable.tupleWritesPerCycle).sort()) {
     rows.push([`rows ${key}`, medianOf(runs, (r) => r.deferrable.tupleWritesPerCycle[key] ?? 0)]);
@@ -57,11 +63,23 @@ function costTable(runs: readonly RunFigures[]): string {
 }
 
 function cpuTable(runs: readonly RunFigures[]): string {
-  const d = Object.keys(runs[0]!.deferrable.cpu);
-  const b = Object.keys(runs[0]!.baseline.cpu);
-  const rows: [string, number, string][] = d.map((k) => [k, medianOf(runs, (r) => r.deferrable.cpu[k] ?? 0), 'deferrable']);
-  for (const k of b) rows.push([k, medianOf(runs, (r) => r.baseline.cpu[k] ?? 0), 'BullMQ-only']);
-  return table(['CPU, % of one core (median of runs)', '%', 'pipeline'], rows);
+  const d = Object.keys(runs[0]!.deferrable.cpu.byGroup);
+  const b = Object.keys(runs[0]!.baseline.cpu.byGroup);
+  const rows: [string, number, string][] = d.map((k) => [k, medianOf(runs, (r) => r.deferrable.cpu.byGroup[k] ?? 0), 'deferrable']);
+  for (const k of b) rows.push([k, medianOf(runs, (r) => r.baseline.cpu.byGroup[k] ?? 0), 'BullMQ-only']);
+  const noise = runs.map((r, i) => `  run ${i + 1}: deferrable [${r.deferrable.cpu.otherTop || '-'}]; BullMQ-only [${r.baseline.cpu.otherTop || '-'}]`);
+  return [
+    table(['CPU, % of one core (median of runs)', '%', 'pipeline'], rows),
+    '"other" = processes outside both pipelines (other users of this machine); the biggest still alive at the end:',
+    ...noise,
+  ].join('\n');
+}
+
+function problemLines(runs: readonly RunFigures[]): string[] {
+  const lines = runs.flatMap((r, i) =>
+    Object.entries(r.deferrable.appProblems).map(([msg, n]) => `  run ${i + 1}: ${n} x ${msg}`),
+  );
+  return lines.length ? ['warnings and errors the apps logged:', ...lines.slice(0, 20), ''] : ['the apps logged no warnings or errors', ''];
 }
 
 /** The human report, then the one-line JSON summary as the very last line of stdout. */
@@ -74,7 +92,9 @@ export function printReport(o: LifecycleOptions, m: MachineFacts, runs: readonly
   const out = [
     `Deferrable lifecycle benchmark: ${o.tasks} tasks x ${runs.length} run(s), figures are medians of runs`,
     `machine: ${m.cores} cores (${m.cpuModel}), ${m.memoryGiB} GiB RAM, 1-min load before start ${m.loadAvg1m}; node ${m.node}, PostgreSQL ${m.postgres}, Redis ${m.redis}`,
+    `load: ${o.rate === null ? 'all tasks enqueued at once (chunks of 1000): a backlog, as specified' : `open loop, ${o.rate} tasks/s (--rate): not the specified load`}`,
     `settings: worker slots ${o.slots} (BullMQ-only concurrency ${o.slots}), scheduler event concurrency ${o.eventConcurrency}, dispatch batch ${o.dispatchBatch}, LOG_LEVEL=warn, timer delays uniform over [0, 1000) ms`,
+    `environment overrides: ${environmentOverrides().join(' ') || 'none'}`,
     '',
     mainTable(runs),
     '',
@@ -84,6 +104,10 @@ export function printReport(o: LifecycleOptions, m: MachineFacts, runs: readonly
     '',
     cpuTable(runs),
     '',
+    ...(runs.some((r) => r.instrumentNotes.length > 0)
+      ? ['INSTRUMENTED RUN (--census/--cpu-prof): the figures above include the instrumentation overhead.', ...runs.flatMap((r) => r.instrumentNotes), '']
+      : []),
+    ...problemLines(runs),
     `target cycles/s >= ${TARGETS.cyclesPerS}: ${verdict(cycles, TARGETS.cyclesPerS, true)}`,
     `target resume p99 <= ${TARGETS.resumeP99Ms} ms: ${verdict(p99, TARGETS.resumeP99Ms, false)}`,
   ];
@@ -102,6 +126,11 @@ export function printReport(o: LifecycleOptions, m: MachineFacts, runs: readonly
     cores: m.cores,
     memory_gib: m.memoryGiB,
     worker_slots: o.slots,
+    rate: o.rate,
+    environment_overrides: environmentOverrides(),
+    instrumented: o.instrument !== null,
+    cpu_ms_per_cycle: round(medianOf(runs, (r) => r.deferrable.cpuMsPerCycle), 2),
+    baseline_cpu_ms_per_cycle: round(medianOf(runs, (r) => r.baseline.cpuMsPerCycle), 2),
     per_run: runs.map((r) => ({
       cycles_per_s: round(r.deferrable.cyclesPerS),
       baseline_bullmq_cycles_per_s: round(r.baseline.cyclesPerS),

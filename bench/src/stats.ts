@@ -30,3 +30,22 @@ export function spreadDelays(n: number, maxMs = 1000): number[] {
 }
 
 export const round = (x: number, digits = 1): number => (Number.isFinite(x) ? Number(x.toFixed(digits)) : x);
+
+/**
+ * When each enqueue chunk is sent, relative to the start: all at once in chunks of 1000 (the
+ * default, a backlog), or at `rate` tasks/s in a chunk every 50 ms (open loop, to see latency at a
+ * load the pipeline sustains).
+ */
+export function arrivals(delays: readonly number[], rate: number | null): { atMs: number; delays: number[] }[] {
+  const size = rate === null ? 1000 : Math.max(1, Math.round(rate / 20));
+  const chunks: { atMs: number; delays: number[] }[] = [];
+  for (let i = 0, k = 0; i < delays.length; i += size, k++) {
+    chunks.push({ atMs: rate === null ? 0 : k * 50, delays: delays.slice(i, i + size) });
+  }
+  return chunks;
+}
+
+export async function sleepUntil(at: number): Promise<void> {
+  const ms = at - Date.now();
+  if (ms > 0) await new Promise((r) => setTimeout(r, ms));
+}

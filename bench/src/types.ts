@@ -8,6 +8,10 @@ export interface LifecycleOptions {
   eventConcurrency: number;
   dispatchBatch: number;
   timeoutMs: number;
+  /** `--rate`: tasks enqueued per second (open loop), or null for all at once. */
+  rate: number | null;
+  /** `--census` / `--cpu-prof`: instrument the processes (slower) and keep what they wrote here. */
+  instrument: { root: string; census: boolean; cpuProf: boolean } | null;
 }
 
 export interface RunFigures {
@@ -15,6 +19,8 @@ export interface RunFigures {
   baseline: BaselineFigures;
   /** Deferrable cycles/s divided by BullMQ-only cycles/s, both measured in this run. */
   ratio: number;
+  /** Census and profile summaries of an instrumented run. */
+  instrumentNotes: string[];
 }
 
 /** The targets on these 2-core machines; a miss is reported, never lowered. */
