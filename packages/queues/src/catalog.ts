@@ -38,6 +38,12 @@ export const taskDispatch: QueueSpec<typeof TaskDispatchMessageSchema, string> =
   options: { attempts: 1, ...RETENTION },
 };
 
+/**
+ * BullMQ takes jobs without a priority before prioritized ones. A resumed task (its callback)
+ * goes without one, so it overtakes a backlog of new executes; new work is prioritized.
+ */
+export const NEW_WORK_PRIORITY = 10;
+
 export const triggerEvents: QueueSpec<typeof TriggerEventMessageSchema, void> = {
   queueName: () => 'trigger-events',
   jobName: 'trigger-event',

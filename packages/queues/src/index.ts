@@ -1,3 +1,4 @@
 export * from './catalog';
 export * from './redis';
 export * from './producer';
+export * from './hints';

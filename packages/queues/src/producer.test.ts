@@ -55,3 +55,28 @@ describe('queue producer (real Redis)', () => {
     }
   });
 });
+
+describe('hints over Redis pub/sub', () => {
+  test('a published hint reaches a subscriber, coalesced within one turn', async () => {
+    const { HintPublisher, subscribeHints, triggerCreatedChannel } = await import('./hints');
+    const channel = triggerCreatedChannel(`{hint-test-${randomUUID()}}`);
+    const received: string[] = [];
+    let ready!: () => void;
+    const subscribed = new Promise<void>((r) => (ready = r));
+    const sub = subscribeHints('redis://127.0.0.1:6379', channel, (m) => received.push(m), () => ready());
+    const pub = new HintPublisher('redis://127.0.0.1:6379', channel);
+    try {
+      await subscribed;
+      await new Promise((r) => setTimeout(r, 50));
+      pub.publish('default');
+      pub.publish('default');
+      pub.publish('heavy');
+      for (let i = 0; i < 100 && received.length < 2; i++) await new Promise((r) => setTimeout(r, 10));
+      await new Promise((r) => setTimeout(r, 50));
+      expect(received.sort()).toEqual(['default', 'heavy']);
+    } finally {
+      await pub.close();
+      await sub.close();
+    }
+  });
+});

@@ -1,5 +1,5 @@
 import { parseInput } from '@deferrable/domain';
-import { Queue } from 'bullmq';
+import { Queue, type JobsOptions } from 'bullmq';
 import type { z } from 'zod';
 import { assertValidJobId, type QueueSpec } from './catalog';
 import { bullPrefix, producerConnection } from './redis';
@@ -29,15 +29,22 @@ export class Producer<S extends z.ZodType, K> {
     await this.addBulk(key, [payload]);
   }
 
-  async addBulk(key: K, payloads: readonly z.input<S>[]): Promise<void> {
+  /** `extra` adds job options (such as a priority) to the spec's. */
+  async addBulk(key: K, payloads: readonly z.input<S>[], extra: JobsOptions = {}): Promise<void> {
     if (payloads.length === 0) return;
     const jobs = payloads.map((p) => {
       const data = parseInput(this.spec.schema, p, `${this.spec.jobName} message`);
       const jobId = this.spec.jobId(data);
       if (jobId !== undefined) assertValidJobId(jobId);
-      return { name: this.spec.jobName, data, opts: jobId === undefined ? this.spec.options : { ...this.spec.options, jobId } };
+      return { name: this.spec.jobName, data, opts: { ...this.spec.options, ...extra, ...(jobId === undefined ? {} : { jobId }) } };
     });
     await this.queue(key).addBulk(jobs);
+  }
+
+  /** Jobs that will still reach a consumer: waiting, prioritized, active or delayed. */
+  async liveJobCount(key: K): Promise<number> {
+    const counts = await this.queue(key).getJobCounts('waiting', 'prioritized', 'active', 'delayed', 'waiting-children');
+    return Object.values(counts).reduce((a, n) => a + n, 0);
   }
 
   /** BullMQ's state of a job, 'unknown' when Redis no longer has it. */

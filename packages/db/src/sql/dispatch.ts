@@ -14,9 +14,9 @@ WITH picked AS (
   UPDATE task_instance ti
   SET state = 'queued', dispatch_attempt = ti.dispatch_attempt + 1, queued_at = now(), updated_at = now(), last_actor = $2
   WHERE ti.id = ANY(ARRAY(SELECT id FROM picked))
-  RETURNING ti.id, ti.try_number, ti.dispatch_attempt, ti.queue, ti.priority, ti.run_after
+  RETURNING ti.id, ti.try_number, ti.dispatch_attempt, ti.queue, ti.priority, ti.next_method, ti.run_after
 )
-SELECT id, try_number, dispatch_attempt, queue, priority FROM upd ORDER BY priority DESC, run_after`;
+SELECT id, try_number, dispatch_attempt, queue, priority, next_method FROM upd ORDER BY priority DESC, run_after`;
 
 /** scheduled -> queued for up to `limit` due task instances; the caller publishes one job each. */
 export async function dispatchDue(db: Queryable, limit: number, actor: string): Promise<DispatchRow[]> {
@@ -28,7 +28,7 @@ const DISPATCH_IDS = `
 UPDATE task_instance
 SET state = 'queued', dispatch_attempt = dispatch_attempt + 1, queued_at = now(), updated_at = now(), last_actor = $2
 WHERE id = ANY($1::uuid[]) AND state = 'scheduled' AND run_after <= now()
-RETURNING id, try_number, dispatch_attempt, queue, priority`;
+RETURNING id, try_number, dispatch_attempt, queue, priority, next_method`;
 
 /** scheduled -> queued for these task instances (those still scheduled and due). */
 export async function dispatchIds(db: Queryable, ids: readonly string[], actor: string): Promise<DispatchRow[]> {
@@ -38,7 +38,7 @@ export async function dispatchIds(db: Queryable, ids: readonly string[], actor: 
 
 // queued rows older than the grace period; index task_instance_dispatch_idx (state leads).
 const STALE_QUEUED = `
-SELECT id, try_number, dispatch_attempt, queue, priority FROM task_instance
+SELECT id, try_number, dispatch_attempt, queue, priority, next_method FROM task_instance
 WHERE state = 'queued' AND queued_at < now() - make_interval(secs => $1::float8 / 1000)
 ORDER BY queued_at LIMIT $2`;
 
@@ -51,7 +51,7 @@ const REDISPATCH = `
 UPDATE task_instance
 SET dispatch_attempt = dispatch_attempt + 1, queued_at = now(), updated_at = now(), last_actor = $3
 WHERE id = $1 AND state = 'queued' AND dispatch_attempt = $2
-RETURNING id, try_number, dispatch_attempt, queue, priority`;
+RETURNING id, try_number, dispatch_attempt, queue, priority, next_method`;
 
 /**
  * A new dispatch attempt for a queued task whose job is gone. The attempt number is part of the

@@ -32,12 +32,13 @@ export interface DispatchRow {
   dispatch_attempt: number;
   queue: string;
   priority: number;
+  /** Set when this dispatch resumes a deferred task (its callback runs). */
+  next_method: string | null;
 }
 
 /** PostgreSQL channels used as wake-up hints (never the only copy of a fact). */
 export const CHANNELS = {
   taskScheduled: 'deferrable_task_scheduled',
-  triggerCreated: 'deferrable_trigger_created',
 } as const;
 
 /*

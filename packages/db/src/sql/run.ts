@@ -1,5 +1,5 @@
 import type { Queryable } from '../client';
-import { CHANNELS, TASK_COLUMNS, type TaskInstanceRow } from './rows';
+import { TASK_COLUMNS, type TaskInstanceRow } from './rows';
 
 // All statements here are primary-key updates guarded by the expected state, try and worker:
 // a repeated or late message, or a worker that lost its task to the reaper, changes nothing.
@@ -64,7 +64,8 @@ export interface NewTrigger {
 
 // One statement, so the trigger row and the deferred state commit together or not at all: the
 // trigger is inserted only when the compare-and-set matched (the INSERT selects FROM upd). The
-// foreign key is checked at the end of the statement, when both rows exist.
+// foreign key is checked at the end of the statement, when both rows exist. No NOTIFY here: it
+// would serialise every deferral's commit; the worker sends a Redis hint instead.
 const DEFER = `
 WITH upd AS (
   UPDATE task_instance
@@ -78,7 +79,7 @@ WITH upd AS (
   SELECT $4, $8, $9, $10 FROM upd
   RETURNING id
 )
-SELECT id, pg_notify('${CHANNELS.triggerCreated}', coalesce($10, 'default')) AS notified FROM trg`;
+SELECT id FROM trg`;
 
 /** running -> deferred with a new trigger, atomically. False when the run was no longer ours. */
 export async function deferRun(

@@ -103,6 +103,6 @@ export async function recordTriggerOutcomes(
 
 /** On clean shutdown: hand every trigger back so other replicas claim them at once. */
 export async function releaseTriggers(db: Queryable, triggererId: string): Promise<number> {
-  const { rowCount } = await db.query('UPDATE trigger SET triggerer_id = NULL WHERE triggerer_id = $1', [triggererId]);
+  const { rowCount } = await db.query('UPDATE trigger SET triggerer_id = NULL WHERE triggerer_id = $1 AND event IS NULL', [triggererId]);
   return rowCount ?? 0;
 }

@@ -25,7 +25,7 @@ import {
   type DispatchRow,
   type Listener,
 } from '@deferrable/db';
-import { bullPrefix, consumerConnection, Producer, taskDispatch, taskRequests, triggerEvents } from '@deferrable/queues';
+import { bullPrefix, consumerConnection, NEW_WORK_PRIORITY, Producer, taskDispatch, taskRequests, triggerEvents } from '@deferrable/queues';
 import { enqueueWith } from '@deferrable/sdk';
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import { Batcher } from '../batcher';
@@ -116,19 +116,22 @@ export class Scheduler {
     this.res.logger.info({ schedulerId: this.job.id }, 'scheduler stopped');
   }
 
-  /** Publishes one dispatch job per row, grouped by task queue. */
+  /** Publishes one dispatch job per row, grouped by task queue; resumed tasks jump the queue. */
   private async publish(rows: readonly DispatchRow[]): Promise<void> {
-    const byQueue = new Map<string, DispatchRow[]>();
-    for (const r of rows) byQueue.set(r.queue, [...(byQueue.get(r.queue) ?? []), r]);
-    for (const [queue, group] of byQueue) {
+    const byQueue = new Map<string, { resumed: DispatchRow[]; fresh: DispatchRow[] }>();
+    for (const r of rows) {
+      let g = byQueue.get(r.queue);
+      if (!g) byQueue.set(r.queue, (g = { resumed: [], fresh: [] }));
+      (r.next_method === null ? g.fresh : g.resumed).push(r);
+    }
+    const message = (r: DispatchRow) => ({ taskInstanceId: r.id, tryNumber: r.try_number, dispatchAttempt: r.dispatch_attempt });
+    for (const [queue, g] of byQueue) {
       try {
-        await this.dispatches.addBulk(
-          queue,
-          group.map((r) => ({ taskInstanceId: r.id, tryNumber: r.try_number, dispatchAttempt: r.dispatch_attempt })),
-        );
+        await this.dispatches.addBulk(queue, g.resumed.map(message));
+        await this.dispatches.addBulk(queue, g.fresh.map(message), { priority: NEW_WORK_PRIORITY });
       } catch (err) {
         // The rows stay queued in PostgreSQL; the re-dispatch scan publishes them again.
-        this.res.logger.warn({ err, queue, count: group.length }, 'publishing dispatches failed');
+        this.res.logger.warn({ err, queue, count: g.resumed.length + g.fresh.length }, 'publishing dispatches failed');
       }
     }
   }
@@ -233,13 +236,26 @@ export class Scheduler {
 
   private async redispatchLost(): Promise<void> {
     const stale = await staleQueued(this.res.db.pool, this.opts.redispatchAfterMs, this.opts.dispatchBatch);
+    if (stale.length === 0) return;
     const again: DispatchRow[] = [];
-    for (const row of stale) {
-      const jobId = taskDispatch.jobId({ taskInstanceId: row.id, tryNumber: row.try_number, dispatchAttempt: row.dispatch_attempt })!;
-      const state = await this.dispatches.jobState(row.queue, jobId).catch(() => 'unknown');
-      if (LIVE_JOB_STATES.has(state)) continue;
-      const next = await redispatch(this.res.db.pool, row, this.actor);
-      if (next) again.push(next);
+    const byQueue = new Map<string, DispatchRow[]>();
+    for (const r of stale) {
+      let list = byQueue.get(r.queue);
+      if (!list) byQueue.set(r.queue, (list = []));
+      list.push(r);
+    }
+    for (const [queue, rows] of byQueue) {
+      // A backlog is not a loss: while the queue holds at least as many live jobs as there are
+      // long-queued tasks, skip the per-job look-ups (after Redis is emptied the count is ~0).
+      const live = await this.dispatches.liveJobCount(queue).catch(() => 0);
+      if (live >= rows.length) continue;
+      for (const row of rows) {
+        const jobId = taskDispatch.jobId({ taskInstanceId: row.id, tryNumber: row.try_number, dispatchAttempt: row.dispatch_attempt })!;
+        const state = await this.dispatches.jobState(row.queue, jobId).catch(() => 'unknown');
+        if (LIVE_JOB_STATES.has(state)) continue;
+        const next = await redispatch(this.res.db.pool, row, this.actor);
+        if (next) again.push(next);
+      }
     }
     if (again.length) {
       this.res.logger.warn({ count: again.length }, 're-dispatching queued tasks whose jobs were lost');

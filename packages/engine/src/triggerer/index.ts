@@ -5,8 +5,8 @@ import {
   type Trigger,
   type TriggerOutcome,
 } from '@deferrable/domain';
-import { assignedTriggerIds, CHANNELS, claimTriggers, listen, recordTriggerOutcomes, releaseTriggers, triggererLoad, type Listener } from '@deferrable/db';
-import { Producer, triggerEvents } from '@deferrable/queues';
+import { assignedTriggerIds, claimTriggers, recordTriggerOutcomes, releaseTriggers, triggererLoad } from '@deferrable/db';
+import { Producer, subscribeHints, triggerCreatedChannel, triggerEvents } from '@deferrable/queues';
 import type { TriggerRegistry } from '@deferrable/triggers';
 import { Batcher } from '../batcher';
 import { Loop } from '../loop';
@@ -42,7 +42,7 @@ export class Triggerer {
   private readonly syncLoop: Loop;
   private readonly events: Producer<typeof triggerEvents.schema, void>;
   private readonly outcomes: Batcher<{ triggerId: string; outcome: TriggerOutcome }, boolean>;
-  private listener: Listener | null = null;
+  private hints: { close(): Promise<void> } | null = null;
   private stopping = false;
   readonly blocks: BlockDetector;
   private readonly timers: TimerQueue<RunningTrigger>;
@@ -96,15 +96,16 @@ export class Triggerer {
   async start(): Promise<void> {
     this.blocks.start();
     await this.job.start();
-    this.listener = listen({
-      url: this.res.databaseUrl,
-      channels: [CHANNELS.triggerCreated],
-      onNotify: (_channel, queue) => {
+    // New triggers are announced by a Redis hint (sent by the worker that deferred); polling
+    // every claim interval is the backstop, and every (re)subscription catches up with a claim.
+    this.hints = subscribeHints(
+      this.res.redisUrl,
+      triggerCreatedChannel(this.res.prefix),
+      (queue) => {
         if (this.opts.queues.includes(queue || 'default')) this.claimLoop.wake();
       },
-      onConnect: () => this.claimLoop.wake(),
-      onError: (err) => this.res.logger.warn({ err }, 'LISTEN connection error; reconnecting'),
-    });
+      () => this.claimLoop.wake(),
+    );
     this.claimLoop.start();
     this.syncLoop.start();
     this.res.logger.info({ triggererId: this.triggererId, capacity: this.opts.capacity, queues: this.opts.queues }, 'triggerer started');
@@ -113,7 +114,7 @@ export class Triggerer {
   /** Stops every trigger (cleanup), records what already fired, hands the rest back, ends the job row. */
   async stop(): Promise<void> {
     this.stopping = true;
-    await this.listener?.close();
+    await this.hints?.close();
     await this.claimLoop.stop();
     await this.syncLoop.stop();
     if (this.expiryTimer) clearTimeout(this.expiryTimer);

@@ -18,7 +18,7 @@ import {
   type RunKey,
   type TaskInstanceRow,
 } from '@deferrable/db';
-import { consumerConnection, bullPrefix, taskDispatch } from '@deferrable/queues';
+import { consumerConnection, bullPrefix, HintPublisher, taskDispatch, triggerCreatedChannel } from '@deferrable/queues';
 import type { TriggerRegistry } from '@deferrable/triggers';
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import { Loop } from '../loop';
@@ -43,6 +43,8 @@ interface ActiveRun {
   tryNumber: number;
   startedAt: number;
   abort: AbortController;
+  /** Its code has finished and its outcome is being recorded: the heartbeat leaves it alone. */
+  settling: boolean;
 }
 
 /**
@@ -56,6 +58,7 @@ export class TaskWorker {
   private readonly active = new Map<string, ActiveRun>();
   private readonly heartbeat: Loop;
   private readonly actor: string;
+  private readonly hints: HintPublisher;
 
   constructor(
     private readonly res: Resources,
@@ -68,6 +71,7 @@ export class TaskWorker {
       load: () => this.active.size,
     });
     this.actor = `worker:${this.job.id}`;
+    this.hints = new HintPublisher(res.redisUrl, triggerCreatedChannel(res.prefix));
     this.heartbeat = new Loop('worker-run-heartbeat', opts.heartbeatMs, () => this.heartbeatRuns(), res.logger);
   }
 
@@ -103,6 +107,7 @@ export class TaskWorker {
     for (const run of this.active.values()) run.abort.abort(new Error('worker shutting down'));
     await Promise.all(this.consumers.map((w) => w.close(true).catch(() => undefined)));
     await this.heartbeat.stop();
+    await this.hints.close();
     await this.job.stop();
     this.res.logger.info({ workerId: this.workerId }, 'worker stopped');
   }
@@ -139,7 +144,8 @@ export class TaskWorker {
   private async run(row: TaskInstanceRow): Promise<void> {
     const log = this.res.logger.child({ taskInstanceId: row.id, try: row.try_number, task: row.task_name });
     const abort = new AbortController();
-    this.active.set(row.id, { tryNumber: row.try_number, startedAt: Date.now(), abort });
+    const run: ActiveRun = { tryNumber: row.try_number, startedAt: Date.now(), abort, settling: false };
+    this.active.set(row.id, run);
     const key: RunKey = { id: row.id, tryNumber: row.try_number, workerId: this.workerId, actor: this.actor };
     try {
       log.info({ method: row.next_method ?? 'execute' }, 'task running');
@@ -150,6 +156,7 @@ export class TaskWorker {
       } catch (err) {
         outcome = { kind: 'error', error: err };
       }
+      run.settling = true;
       if (outcome.kind === 'deferred') {
         try {
           await this.recordDeferral(key, outcome.deferral.options, log);
@@ -191,6 +198,7 @@ export class TaskWorker {
       nextKwargs: { kwargs: d.kwargs ?? {} },
       timeoutMs: d.timeoutMs ?? null,
     });
+    if (ok) this.hints.publish(serialized.queue ?? 'default');
     log.info({ triggerId, triggerType: serialized.type, method: d.method, recorded: ok }, ok ? 'task deferred; slot freed' : 'deferral not recorded: run was no longer ours');
   }
 
@@ -209,7 +217,7 @@ export class TaskWorker {
     const issuedAt = Date.now();
     const held = new Set((await heartbeatRuns(this.res.db.pool, this.workerId)).map((r) => `${r.id}:${r.try_number}`));
     for (const [id, run] of this.active) {
-      if (run.startedAt < issuedAt && !held.has(`${id}:${run.tryNumber}`) && !run.abort.signal.aborted) {
+      if (run.startedAt < issuedAt && !run.settling && !held.has(`${id}:${run.tryNumber}`) && !run.abort.signal.aborted) {
         this.res.logger.warn({ taskInstanceId: id, try: run.tryNumber }, 'run is no longer held by this worker; aborting it');
         run.abort.abort(new Error('run no longer held by this worker'));
       }
