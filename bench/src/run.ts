@@ -2,6 +2,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { lifecycle } from './lifecycle';
+import { triggererBench } from './triggerer-bench';
 import { interrupted, teardownAll, teardownOnSignals } from './teardown';
 
 /**
@@ -20,6 +21,52 @@ const USAGE = `usage: npm run bench -- lifecycle [--tasks N] [--runs R] [--slots
   --rate               enqueue at this many tasks/s (open loop) instead of all at once
   --census             count SQL statements and Redis commands per process (instrumented: slower)
   --cpu-prof           write a V8 CPU profile of each process into bench/results/ and summarise it`;
+
+const TRIGGERER_USAGE = `usage: npm run bench -- triggerer [--triggers N] [--failover-triggers F] [--lead-s L] [--spread-s S]
+  --triggers           timer triggers on one replica (default 100000)
+  --failover-triggers  triggers held by the replica killed with kill -9 (default 10000)
+  --lead-s             seconds from the start until the first trigger is due (default 30)
+  --spread-s           seconds over which the triggers fall due (default 60)`;
+
+const TriggererOptions = z.object({
+  triggers: z.coerce.number().int().min(1).default(100_000),
+  'failover-triggers': z.coerce.number().int().min(1).default(10_000),
+  'lead-s': z.coerce.number().min(1).default(30),
+  'spread-s': z.coerce.number().min(1).default(60),
+});
+
+async function runTriggerer(argv: string[]): Promise<number> {
+  let values: Record<string, unknown>;
+  try {
+    values = parseArgs({ args: argv, options: Object.fromEntries(Object.keys(TriggererOptions.shape).map((k) => [k, { type: 'string' as const }])) }).values;
+  } catch (err) {
+    process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n${TRIGGERER_USAGE}\n`);
+    return 2;
+  }
+  const parsed = TriggererOptions.safeParse(values);
+  if (!parsed.success) {
+    process.stderr.write(`${parsed.error.issues.map((i) => `--${i.path.join('.')}: ${i.message}`).join('\n')}\n${TRIGGERER_USAGE}\n`);
+    return 2;
+  }
+  const o = parsed.data;
+  teardownOnSignals();
+  try {
+    await triggererBench({
+      triggers: o.triggers,
+      failoverTriggers: o['failover-triggers'],
+      leadS: o['lead-s'],
+      spreadS: o['spread-s'],
+      capacity: Math.max(o.triggers, o['failover-triggers']),
+    });
+    return 0;
+  } catch (err) {
+    if (interrupted()) return 130;
+    process.stderr.write(`benchmark failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    return 1;
+  } finally {
+    await teardownAll();
+  }
+}
 
 const Options = z.object({
   tasks: z.coerce.number().int().min(1).default(10_000),
@@ -48,9 +95,10 @@ function parseCommandLine(): { values: Record<string, unknown>; positionals: str
 }
 
 async function main(): Promise<number> {
+  if (process.argv[2] === 'triggerer') return runTriggerer(process.argv.slice(3));
   const args = parseCommandLine();
   if (!args || args.positionals[0] !== 'lifecycle' || args.positionals.length > 1) {
-    process.stderr.write(`${USAGE}\n`);
+    process.stderr.write(`${USAGE}\n\n${TRIGGERER_USAGE}\n`);
     return 2;
   }
   const parsed = Options.safeParse(args.values);
