@@ -71,6 +71,15 @@ export async function triggererLoad(
   return rows[0] ?? { alive: 0, unfired: 0, next_expiry_ms: null };
 }
 
+/** How many unfired triggers are assigned to this triggerer (index: trigger_claim_idx). */
+export async function assignedTriggerCount(db: Queryable, triggererId: string): Promise<number> {
+  const { rows } = await db.query<{ n: number }>(
+    'SELECT count(*)::int AS n FROM trigger WHERE triggerer_id = $1 AND event IS NULL',
+    [triggererId],
+  );
+  return rows[0]?.n ?? 0;
+}
+
 /** Ids of the unfired triggers assigned to this triggerer: anything else it runs is to be stopped. */
 export async function assignedTriggerIds(db: Queryable, triggererId: string): Promise<Set<string>> {
   const { rows } = await db.query<{ id: string }>(
