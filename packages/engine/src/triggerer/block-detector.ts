@@ -73,6 +73,11 @@ export class BlockDetector {
     }
   }
 
+  /** Runs `fn` outside any trigger's scope (work done on behalf of many triggers, such as a flush). */
+  outside<T>(fn: () => T): T {
+    return this.scope.exit(fn);
+  }
+
   /** Event-loop delay percentiles since start, in ms. */
   loopDelay(): { p50: number; p99: number; max: number } {
     return { p50: this.delay.percentile(50) / 1e6, p99: this.delay.percentile(99) / 1e6, max: this.delay.max / 1e6 };

@@ -167,7 +167,9 @@ export class Triggerer {
           { triggerId: row.id, triggerType: row.classpath, taskInstanceId: row.task_instance_id, code: recorded.code, reason: recorded.message },
           'trigger cannot run',
         );
-        void this.outcomes.add({ triggerId: row.id, outcome: { kind: 'failure', error: { code: recorded.code, message: recorded.message } } }).catch(() => undefined);
+        void this.blocks
+          .outside(() => this.outcomes.add({ triggerId: row.id, outcome: { kind: 'failure', error: { code: recorded.code, message: recorded.message } } }))
+          .catch(() => undefined);
         continue;
       }
       this.startTrigger(row.id, row.classpath, row.task_instance_id, trigger);
@@ -219,7 +221,14 @@ export class Triggerer {
         this.res.logger.warn({ err, triggerId: id, triggerType: type }, 'trigger cleanup failed');
       }
     }
-    if (outcome) await this.outcomes.add({ triggerId: id, outcome }).catch(() => undefined);
+    // Finished: no longer running here (so sync does not cancel it), whatever the recording takes.
+    if (this.running.get(id) === entry) this.running.delete(id);
+    // Recording is batched work for many triggers: outside this trigger's scope, so a slow flush
+    // is not blamed on it.
+    if (outcome) {
+      const o = outcome;
+      await this.blocks.outside(() => this.outcomes.add({ triggerId: id, outcome: o })).catch(() => undefined);
+    }
   }
 
   /**

@@ -1,0 +1,100 @@
+import { startSystem, waitFor, type E2E } from './helpers';
+import { bulkDefer, HEALTH_THRESHOLD_MS, logsWith, percentile, startTriggerer } from './triggerers';
+
+/** Timer triggers on the loaded replica, due over WINDOW_MS starting LEAD_MS after they are written. */
+const TRIGGERS = 20_000;
+const WINDOW_MS = 10_000;
+const LEAD_MS = 15_000;
+
+/**
+ * Only triggerers run here: the property is the triggerer's own liveness while tens of thousands
+ * of its triggers fire (each fire records the event in PostgreSQL and publishes it to Redis). With
+ * no scheduler, fired triggers stay in the table, so who held each one can be checked exactly.
+ */
+describe('a replica under heavy load is never declared dead while its process is alive', () => {
+  let sys: E2E;
+  beforeAll(async () => {
+    sys = await startSystem('trigload', {}, []);
+  });
+  afterAll(async () => {
+    await sys?.close();
+  });
+
+  test(`${TRIGGERS.toLocaleString('en')} timers firing over ${WINDOW_MS / 1000} s on one replica: its heartbeat stays fresh and the other replica takes none`, async () => {
+    const db = sys.env.db.pool;
+    const loaded = await startTriggerer(sys);
+    const t0 = Date.now();
+    const start = t0 + LEAD_MS;
+    const moments = Array.from({ length: TRIGGERS }, (_, i) => new Date(start + Math.floor((i * WINDOW_MS) / TRIGGERS)));
+    const { triggerIds } = await bulkDefer(sys.env, moments);
+    const writtenMs = Date.now() - t0;
+    const heldBy = async (id: string) => (await db.query<{ n: number }>('SELECT count(*)::int AS n FROM trigger WHERE triggerer_id = $1', [id])).rows[0]!.n;
+    await waitFor(async () => (await heldBy(loaded.id)) === TRIGGERS, 30_000, 'the loaded replica holds every trigger', 100);
+    const claimedMs = Date.now() - t0;
+    // A second replica, alive for the whole window: it would take the triggers of a dead replica.
+    const other = await startTriggerer(sys, { LOG_LEVEL: 'debug' });
+    const otherStartedMs = Date.now() - t0;
+    // Both alive before the first trigger is due (set-up took a few seconds of the lead).
+    if (Date.now() >= start) throw new Error(`set-up overran the lead: written ${writtenMs} ms, claimed ${claimedMs} ms, second replica up ${otherStartedMs} ms`);
+
+    interface Sample { at: number; age: number; state: string; load: number; notLoaded: number; fired: number }
+    const samples: Sample[] = [];
+    const sample = async (): Promise<Sample> => {
+      const { rows } = await db.query<{ age: number; state: string; load: number; not_loaded: number; fired: number }>(
+        `SELECT (extract(epoch FROM now() - j.latest_heartbeat) * 1000)::float8 AS age, j.state, j.load,
+                (SELECT count(*) FROM trigger WHERE triggerer_id IS DISTINCT FROM $1)::int AS not_loaded,
+                (SELECT count(*) FROM trigger WHERE event IS NOT NULL)::int AS fired
+         FROM job j WHERE j.id = $1`,
+        [loaded.id],
+      );
+      const r = rows[0]!;
+      const s = { at: Date.now(), age: r.age, state: r.state, load: r.load, notLoaded: r.not_loaded, fired: r.fired };
+      samples.push(s);
+      return s;
+    };
+    // Every 200 ms, until every trigger has fired.
+    await waitFor(async () => (await sample()).fired === TRIGGERS, LEAD_MS + WINDOW_MS + 30_000, 'every trigger fired', 200);
+    const doneMs = Date.now() - t0;
+
+    const maxAge = Math.max(...samples.map((s) => s.age));
+    const gaps = samples.slice(1).map((s, i) => s.at - samples[i]!.at);
+    const { rows: [late] } = await db.query<{ p50: number; p99: number; max: number; rec_p99: number }>(
+      `SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY l) AS p50, percentile_cont(0.99) WITHIN GROUP (ORDER BY l) AS p99, max(l) AS max,
+              percentile_cont(0.99) WITHIN GROUP (ORDER BY r) AS rec_p99
+       FROM (SELECT (extract(epoch FROM (event #>> '{payload,firedAt}')::timestamptz - (event #>> '{payload,moment}')::timestamptz) * 1000)::float8 AS l,
+                    (extract(epoch FROM fired_at - (event #>> '{payload,moment}')::timestamptz) * 1000)::float8 AS r
+             FROM trigger) x`,
+    );
+    const ages = samples.map((s) => s.age).sort((a, b) => a - b);
+    console.log(
+      `load: ${TRIGGERS} triggers written in ${writtenMs} ms, all held by the loaded replica at ${claimedMs} ms, second replica up at ${otherStartedMs} ms, ` +
+        `all fired at ${doneMs} ms (window ${LEAD_MS}-${LEAD_MS + WINDOW_MS} ms). Heartbeat age over ${samples.length} samples: ` +
+        `p50 ${Math.round(percentile(ages, 50))} ms, max ${Math.round(maxAge)} ms (threshold ${HEALTH_THRESHOLD_MS} ms); largest sampling gap ${Math.max(...gaps)} ms. ` +
+        `Lateness (fired - due): p50 ${Math.round(late!.p50)} ms, p99 ${Math.round(late!.p99)} ms, max ${Math.round(late!.max)} ms; recorded p99 ${Math.round(late!.rec_p99)} ms`,
+    );
+
+    // Never dead in the eyes of the others: its heartbeat never aged past the threshold, its row
+    // stayed running, and no trigger ever left it.
+    expect(maxAge).toBeLessThan(HEALTH_THRESHOLD_MS);
+    expect(samples.filter((s) => s.state !== 'running')).toEqual([]);
+    expect(samples.filter((s) => s.notLoaded !== 0)).toEqual([]);
+    expect(logsWith(other.app, 'claimed triggers')).toEqual([]);
+    // Its sync loop may "cancel" a trigger whose event it has just recorded (still finishing its
+    // publish); any other cancellation would mean a trigger was taken from it.
+    const cancelled = logsWith(loaded.app, 'trigger no longer wanted here; cancelling');
+    const { rows: notYetFired } = await db.query<{ id: string }>(
+      `SELECT c.id FROM unnest($1::uuid[], $2::timestamptz[]) AS c(id, at)
+       LEFT JOIN trigger t ON t.id = c.id WHERE t.fired_at IS NULL OR t.fired_at > c.at`,
+      [cancelled.map((r) => r.triggerId as string), cancelled.map((r) => r.time as string)],
+    );
+    console.log(`load: the loaded replica logged ${cancelled.length} cancellations, ${notYetFired.length} of them before the trigger had fired`);
+    expect(notYetFired).toEqual([]);
+    expect(logsWith(loaded.app, 'job row is no longer running')).toEqual([]);
+    const { rows: [end] } = await db.query<{ n: number; fired: number; held: number }>(
+      'SELECT count(*)::int AS n, count(*) FILTER (WHERE event IS NOT NULL)::int AS fired, count(*) FILTER (WHERE triggerer_id = $2)::int AS held FROM trigger WHERE id = ANY($1::uuid[])',
+      [triggerIds, loaded.id],
+    );
+    expect(end).toEqual({ n: TRIGGERS, fired: TRIGGERS, held: TRIGGERS });
+    expect(loaded.app.running && other.app.running).toBe(true);
+  }, 120_000);
+});

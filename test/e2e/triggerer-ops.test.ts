@@ -1,0 +1,155 @@
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { AppProcess } from '@deferrable/testkit';
+import { startSystem, waitFor, type E2E } from './helpers';
+import { allTerminal, auditOnce, bulkEnqueue, HEALTH_THRESHOLD_MS, HolderWatch, startTriggerer } from './triggerers';
+
+const CLI = path.resolve(__dirname, '../../packages/cli/dist/main.js');
+
+/** Runs the CLI as its own process; resolves with its exit code and output. */
+function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [CLI, ...args], { timeout: 30_000 }, (err, stdout, stderr) => {
+      const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+describe('a trigger that blocks the event loop is named, and the other triggers keep firing', () => {
+  let sys: E2E;
+  beforeAll(async () => {
+    sys = await startSystem('blocking', { DEFERRABLE_BLOCK_WARN_MS: '200', DEFERRABLE_WORKER_SLOTS: '16' });
+  });
+  afterAll(async () => {
+    await sys?.close();
+  });
+
+  test('a 600 ms busy-wait is logged with its trigger id and type; timers on the same replica still fire', async () => {
+    const triggerer = sys.app('triggerer');
+    // The blocking trigger and 30 timers, all on the one triggerer, due around the same moment.
+    const [blockingId] = await bulkEnqueue(sys.env, 'test.defer-on-blocking', [{ afterMs: 2500, blockMs: 600 }]);
+    const timerIds = await bulkEnqueue(sys.env, 'test.defer-once', Array.from({ length: 30 }, (_, i) => ({ delayMs: 2000 + i * 40 })));
+    const ids = [blockingId!, ...timerIds];
+    const blockingTrigger = await waitFor(async () => {
+      const r = await sys.env.db.pool.query<{ trigger_id: string }>("SELECT trigger_id FROM task_instance WHERE id = $1 AND state = 'deferred'", [blockingId]);
+      return r.rows[0]?.trigger_id;
+    }, 30_000, 'the blocking task deferred');
+    await waitFor(() => allTerminal(sys.env, ids), 45_000, 'all tasks terminal');
+
+    const blocked = triggerer.logs.filter((r) => typeof r.msg === 'string' && r.msg.startsWith('a trigger blocked the event loop'));
+    console.log(`blocked-loop reports: ${JSON.stringify(blocked.map(({ triggerId, triggerType, taskInstanceId, blockedMs }) => ({ triggerId, triggerType, taskInstanceId, blockedMs })))}`);
+    expect(blocked).toContainEqual(
+      expect.objectContaining({ triggerId: blockingTrigger, triggerType: 'test.blocking', taskInstanceId: blockingId, blockedMs: expect.any(Number) }),
+    );
+    const report = blocked.find((r) => r.triggerId === blockingTrigger)!;
+    expect(report.blockedMs as number).toBeGreaterThanOrEqual(590);
+
+    // Every task succeeded once, the blocking one with its event, every timer with its own.
+    expect(await auditOnce(sys.env, ids)).toEqual({ tasks: ids.length, succeeded: ids.length, notResumedOnce: 0, notSucceededOnce: 0 });
+    const { rows } = await sys.env.db.pool.query<{ id: string; moment: string; fired: string }>(
+      "SELECT id, result #>> '{event,moment}' AS moment, result #>> '{event,firedAt}' AS fired FROM task_instance WHERE id = ANY($1::uuid[])",
+      [timerIds],
+    );
+    const lateness = rows.map((r) => Date.parse(r.fired) - Date.parse(r.moment)).sort((a, b) => a - b);
+    console.log(`timers beside the blocking trigger: lateness min ${lateness[0]} ms, max ${lateness[lateness.length - 1]} ms`);
+    expect(lateness).toHaveLength(timerIds.length);
+    for (const l of lateness) expect(l).toBeGreaterThanOrEqual(0);
+    const blockingResult = (await sys.client.get(blockingId!))!.result as { event: { blockedMs: number } };
+    expect(blockingResult.event).toEqual({ blockedMs: 600 });
+    expect(triggerer.running).toBe(true);
+  });
+});
+
+describe('trigger queues: a replica restricted to one queue runs only that queue\'s triggers', () => {
+  let sys: E2E;
+  beforeAll(async () => {
+    sys = await startSystem('trigqueues', { DEFERRABLE_WORKER_SLOTS: '16' }, ['scheduler', 'worker']);
+  });
+  afterAll(async () => {
+    await sys?.close();
+  });
+
+  test("'heavy' triggers run only on the 'heavy' replica, 'default' ones only on the default replica; all tasks complete", async () => {
+    const watch = new HolderWatch(sys.env, 100).start();
+    try {
+      const heavy = await startTriggerer(sys, { DEFERRABLE_TRIGGERER_QUEUES: 'heavy' });
+      const args = (triggerQueue: string) => Array.from({ length: 30 }, (_, i) => ({ delayMs: 6000 + i * 20, triggerQueue }));
+      const heavyIds = await bulkEnqueue(sys.env, 'test.defer-on-queue', args('heavy'));
+      const defaultIds = await bulkEnqueue(sys.env, 'test.defer-on-queue', args('default'));
+      const ids = [...heavyIds, ...defaultIds];
+      const heldCount = async (queue: string, holder: string | null) =>
+        (await sys.env.db.pool.query<{ n: number }>(
+          'SELECT count(*)::int AS n FROM trigger WHERE coalesce(queue, \'default\') = $1 AND event IS NULL AND triggerer_id IS NOT DISTINCT FROM $2::uuid',
+          [queue, holder],
+        )).rows[0]!.n;
+      // Alone, the heavy replica takes every heavy trigger and leaves the default ones unclaimed.
+      await waitFor(async () => (await heldCount('heavy', heavy.id)) === 30 && (await heldCount('default', null)) === 30, 30_000, 'heavy held, default waiting');
+      await new Promise((r) => setTimeout(r, 1000)); // five claim intervals more: still not claimed
+      expect(await heldCount('default', null)).toBe(30);
+      // A default replica then takes the default ones.
+      const general = await startTriggerer(sys);
+      await waitFor(async () => (await heldCount('default', general.id)) === 30, 10_000, 'default held by the default replica');
+      await waitFor(() => allTerminal(sys.env, ids), 45_000, 'all tasks terminal');
+      await watch.stop();
+
+      const byQueue = (queue: string) => [...watch.seen.values()].filter((e) => (e.queue ?? 'default') === queue);
+      expect(byQueue('heavy')).toHaveLength(30);
+      expect(byQueue('default')).toHaveLength(30);
+      expect(byQueue('heavy').filter((e) => e.holders.some((h) => h !== heavy.id))).toEqual([]);
+      expect(byQueue('default').filter((e) => e.holders.some((h) => h !== general.id))).toEqual([]);
+      expect(await auditOnce(sys.env, ids)).toEqual({ tasks: ids.length, succeeded: ids.length, notResumedOnce: 0, notSucceededOnce: 0 });
+    } finally {
+      await watch.stop();
+    }
+  });
+});
+
+describe('jobs check: fails when every triggerer is dead, passes when one is alive', () => {
+  let sys: E2E;
+  beforeAll(async () => {
+    sys = await startSystem('jobscheck', {}, ['triggerer']);
+  });
+  afterAll(async () => {
+    await sys?.close();
+  });
+
+  const check = (thresholdMs = HEALTH_THRESHOLD_MS) =>
+    cli(['jobs', 'check', '--job-type', 'triggerer', '--database-url', sys.env.databaseUrl, '--threshold-ms', String(thresholdMs)]);
+  const heartbeatAge = async (pid: number) =>
+    (await sys.env.db.pool.query<{ age: number }>(
+      "SELECT (extract(epoch FROM now() - latest_heartbeat) * 1000)::float8 AS age FROM job WHERE job_type = 'triggerer' AND pid = $1",
+      [pid],
+    )).rows[0]!.age;
+
+  test('alive: passes; cleanly stopped: fails at once; alive again: passes; kill -9 and past the threshold: fails', async () => {
+    const first = await check();
+    expect(first).toMatchObject({ code: 0 });
+    expect(first.stdout).toMatch(/Found 1 alive triggerer/);
+
+    // A clean stop marks the row ended: the check fails at once, even with a threshold so long
+    // that the row's heartbeat still counts as fresh.
+    const stopped = sys.app('triggerer');
+    await stopped.stop();
+    const afterStop = await check(60_000);
+    expect(afterStop).toMatchObject({ code: 1 });
+    expect(afterStop.stdout).toMatch(/No alive triggerer/);
+
+    const victim = new AppProcess('triggerer', sys.env.appEnv());
+    sys.apps.push(victim);
+    await victim.started();
+    expect(await check()).toMatchObject({ code: 0 });
+
+    victim.kill('SIGKILL');
+    await victim.exited;
+    // Its row still says running; once its heartbeat is older than the threshold it is dead.
+    await waitFor(async () => (await heartbeatAge(victim.pid)) > HEALTH_THRESHOLD_MS, 10_000, 'heartbeat older than the threshold');
+    const dead = await check();
+    expect(dead).toMatchObject({ code: 1 });
+    expect(dead.stdout).toMatch(/No alive triggerer/);
+    const list = await cli(['jobs', 'list', '--database-url', sys.env.databaseUrl, '--threshold-ms', String(HEALTH_THRESHOLD_MS)]);
+    expect(list.code).toBe(0);
+    expect(list.stdout).toMatch(new RegExp(`triggerer\\s+\\S+\\s+${victim.pid}\\s+running\\s+no\\s`));
+    expect(list.stdout).toMatch(new RegExp(`triggerer\\s+\\S+\\s+${stopped.pid}\\s+success\\s+no\\s`));
+  });
+});
