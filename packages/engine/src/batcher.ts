@@ -7,6 +7,7 @@ export class Batcher<T, R> {
   private items: { item: T; resolve: (r: R) => void; reject: (e: unknown) => void }[] = [];
   private scheduled = false;
   private inFlight = 0;
+  private inFlightItems = 0;
 
   constructor(
     private readonly flush: (items: T[]) => Promise<R[]>,
@@ -28,19 +29,22 @@ export class Batcher<T, R> {
     });
   }
 
+  /** Items added and not yet settled (waiting or being flushed). */
   get pending(): number {
-    return this.items.length + this.inFlight;
+    return this.items.length + this.inFlightItems;
   }
 
   private drain(): void {
     while (this.items.length > 0 && this.inFlight < this.maxConcurrent) {
       const batch = this.items.splice(0, this.maxSize);
       this.inFlight++;
+      this.inFlightItems += batch.length;
       this.flush(batch.map((b) => b.item)).then(
         (results) => batch.forEach((b, i) => b.resolve(results[i] as R)),
         (err: unknown) => batch.forEach((b) => b.reject(err)),
       ).finally(() => {
         this.inFlight--;
+        this.inFlightItems -= batch.length;
         if (this.items.length > 0) this.drain();
       });
     }

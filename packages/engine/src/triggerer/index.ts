@@ -47,6 +47,11 @@ export class Triggerer {
   readonly blocks: BlockDetector;
   private readonly timers: TimerQueue<RunningTrigger>;
   private expiryTimer: NodeJS.Timeout | null = null;
+  // The sync's count and the recording of outcomes exclude each other, so the count sees every
+  // fired-but-unrecorded trigger as exactly the outcomes still waiting in the batcher.
+  private flushesInFlight = 0;
+  private flushesDone: (() => void)[] = [];
+  private counting: Promise<number> | null = null;
 
   constructor(
     private readonly res: Resources,
@@ -280,6 +285,16 @@ export class Triggerer {
 
   /** Records outcomes (first wins), then notifies the scheduler. Retries the batch until PostgreSQL takes it. */
   private async flushOutcomes(items: { triggerId: string; outcome: TriggerOutcome }[]): Promise<boolean[]> {
+    while (this.counting) await this.counting.catch(() => undefined);
+    this.flushesInFlight++;
+    try {
+      return await this.recordAndPublish(items);
+    } finally {
+      if (--this.flushesInFlight === 0) for (const done of this.flushesDone.splice(0)) done();
+    }
+  }
+
+  private async recordAndPublish(items: { triggerId: string; outcome: TriggerOutcome }[]): Promise<boolean[]> {
     // The outcome must reach PostgreSQL: keep trying through an outage. Only when stopping do we
     // give up; the triggers then stay unfired and another replica re-runs them after takeover.
     let recorded: string[] | null = null;
@@ -310,13 +325,20 @@ export class Triggerer {
   /** Stops triggers no longer assigned here (task cancelled, timed out or resumed; or taken over). */
   private async sync(): Promise<void> {
     if (this.stopping || this.running.size === 0) return;
-    // Only triggers started before the query can be judged by its answer.
-    const issuedAt = Date.now();
     // Nothing but this replica assigns triggers to it, so when the count matches what it runs
     // (plus outcomes not yet recorded), nothing was taken away: skip fetching and comparing every
     // id of a large replica. Any doubt (a race with a claim or a flush) falls back to the full check.
+    if (this.flushesInFlight > 0) await new Promise<void>((r) => this.flushesDone.push(r));
+    // Only triggers started before the query can be judged by its answer.
+    const issuedAt = Date.now();
+    this.counting = assignedTriggerCount(this.res.db.pool, this.triggererId);
+    let assignedCount: number;
+    try {
+      assignedCount = await this.counting;
+    } finally {
+      this.counting = null;
+    }
     const unrecorded = this.outcomes.pending;
-    const assignedCount = await assignedTriggerCount(this.res.db.pool, this.triggererId);
     let runningBefore = 0;
     for (const r of this.running.values()) if (r.startedAt < issuedAt && !r.cancelled) runningBefore++;
     if (runningBefore === this.running.size && assignedCount === runningBefore + unrecorded) return;
