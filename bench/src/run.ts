@@ -35,6 +35,25 @@ const TriggererOptions = z.object({
   'spread-s': z.coerce.number().min(1).default(60),
 });
 
+/** Runs a benchmark with teardown on exit and on signals; the process exit code. */
+async function execute(bench: () => Promise<void>): Promise<number> {
+  teardownOnSignals();
+  try {
+    await bench();
+    return 0;
+  } catch (err) {
+    if (interrupted()) return 130;
+    process.stderr.write(`benchmark failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    return 1;
+  } finally {
+    await teardownAll();
+  }
+}
+
+function issues(error: { issues: { path: PropertyKey[]; message: string }[] }): string {
+  return error.issues.map((i) => `--${i.path.map(String).join('.')}: ${i.message}`).join('\n');
+}
+
 async function runTriggerer(argv: string[]): Promise<number> {
   let values: Record<string, unknown>;
   try {
@@ -45,27 +64,19 @@ async function runTriggerer(argv: string[]): Promise<number> {
   }
   const parsed = TriggererOptions.safeParse(values);
   if (!parsed.success) {
-    process.stderr.write(`${parsed.error.issues.map((i) => `--${i.path.join('.')}: ${i.message}`).join('\n')}\n${TRIGGERER_USAGE}\n`);
+    process.stderr.write(`${issues(parsed.error)}\n${TRIGGERER_USAGE}\n`);
     return 2;
   }
   const o = parsed.data;
-  teardownOnSignals();
-  try {
-    await triggererBench({
+  return execute(() =>
+    triggererBench({
       triggers: o.triggers,
       failoverTriggers: o['failover-triggers'],
       leadS: o['lead-s'],
       spreadS: o['spread-s'],
       capacity: Math.max(o.triggers, o['failover-triggers']),
-    });
-    return 0;
-  } catch (err) {
-    if (interrupted()) return 130;
-    process.stderr.write(`benchmark failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    return 1;
-  } finally {
-    await teardownAll();
-  }
+    }),
+  );
 }
 
 const Options = z.object({
@@ -103,13 +114,12 @@ async function main(): Promise<number> {
   }
   const parsed = Options.safeParse(args.values);
   if (!parsed.success) {
-    process.stderr.write(`${parsed.error.issues.map((i) => `--${i.path.join('.')}: ${i.message}`).join('\n')}\n${USAGE}\n`);
+    process.stderr.write(`${issues(parsed.error)}\n${USAGE}\n`);
     return 2;
   }
   const o = parsed.data;
-  teardownOnSignals();
-  try {
-    await lifecycle({
+  return execute(() =>
+    lifecycle({
       tasks: o.tasks,
       runs: o.runs,
       slots: o.slots,
@@ -121,15 +131,8 @@ async function main(): Promise<number> {
         o.census || o['cpu-prof']
           ? { root: path.join(__dirname, '..', 'results', new Date().toISOString().replace(/[:.]/g, '-')), census: o.census, cpuProf: o['cpu-prof'] }
           : null,
-    });
-    return 0;
-  } catch (err) {
-    if (interrupted()) return 130;
-    process.stderr.write(`benchmark failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    return 1;
-  } finally {
-    await teardownAll();
-  }
+    }),
+  );
 }
 
 void main().then((code) => process.exit(code));
