@@ -31,23 +31,6 @@ export function isTerminal(state: TaskState): boolean {
   }
 }
 
-/** True for the states in which no worker slot is held and no worker is needed yet. */
-export function holdsWorkerSlot(state: TaskState): boolean {
-  switch (state) {
-    case 'running':
-      return true;
-    case 'scheduled':
-    case 'queued':
-    case 'deferred':
-    case 'up_for_retry':
-    case 'success':
-    case 'failed':
-    case 'skipped':
-    case 'cancelled':
-      return false;
-  }
-}
-
 export function isTaskState(value: string): value is TaskState {
   return (TASK_STATES as readonly string[]).includes(value);
 }

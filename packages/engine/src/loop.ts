@@ -40,12 +40,6 @@ export class Loop {
     await this.running;
   }
 
-  /** Runs one step now (for tests and for shutdown), after any step in progress. */
-  async runOnce(): Promise<void> {
-    await this.running;
-    await this.step();
-  }
-
   private schedule(ms: number): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = setTimeout(() => {

@@ -47,6 +47,16 @@ export interface SchedulerOptions {
   maxPayloadBytes: number;
 }
 
+function groupByQueue(rows: readonly DispatchRow[]): Map<string, DispatchRow[]> {
+  const groups = new Map<string, DispatchRow[]>();
+  for (const r of rows) {
+    const group = groups.get(r.queue);
+    if (group) group.push(r);
+    else groups.set(r.queue, [r]);
+  }
+  return groups;
+}
+
 // BullMQ states in which a dispatch job will still reach a worker.
 const LIVE_JOB_STATES = new Set(['waiting', 'active', 'delayed', 'prioritized', 'waiting-children']);
 
@@ -118,20 +128,14 @@ export class Scheduler {
 
   /** Publishes one dispatch job per row, grouped by task queue; resumed tasks jump the queue. */
   private async publish(rows: readonly DispatchRow[]): Promise<void> {
-    const byQueue = new Map<string, { resumed: DispatchRow[]; fresh: DispatchRow[] }>();
-    for (const r of rows) {
-      let g = byQueue.get(r.queue);
-      if (!g) byQueue.set(r.queue, (g = { resumed: [], fresh: [] }));
-      (r.next_method === null ? g.fresh : g.resumed).push(r);
-    }
     const message = (r: DispatchRow) => ({ taskInstanceId: r.id, tryNumber: r.try_number, dispatchAttempt: r.dispatch_attempt });
-    for (const [queue, g] of byQueue) {
+    for (const [queue, group] of groupByQueue(rows)) {
       try {
-        await this.dispatches.addBulk(queue, g.resumed.map(message));
-        await this.dispatches.addBulk(queue, g.fresh.map(message), { priority: NEW_WORK_PRIORITY });
+        await this.dispatches.addBulk(queue, group.filter((r) => r.next_method !== null).map(message));
+        await this.dispatches.addBulk(queue, group.filter((r) => r.next_method === null).map(message), { priority: NEW_WORK_PRIORITY });
       } catch (err) {
         // The rows stay queued in PostgreSQL; the re-dispatch scan publishes them again.
-        this.res.logger.warn({ err, queue, count: g.resumed.length + g.fresh.length }, 'publishing dispatches failed');
+        this.res.logger.warn({ err, queue, count: group.length }, 'publishing dispatches failed');
       }
     }
   }
@@ -238,13 +242,7 @@ export class Scheduler {
     const stale = await staleQueued(this.res.db.pool, this.opts.redispatchAfterMs, this.opts.dispatchBatch);
     if (stale.length === 0) return;
     const again: DispatchRow[] = [];
-    const byQueue = new Map<string, DispatchRow[]>();
-    for (const r of stale) {
-      let list = byQueue.get(r.queue);
-      if (!list) byQueue.set(r.queue, (list = []));
-      list.push(r);
-    }
-    for (const [queue, rows] of byQueue) {
+    for (const [queue, rows] of groupByQueue(stale)) {
       // A backlog is not a loss: while the queue holds at least as many live jobs as there are
       // long-queued tasks, skip the per-job look-ups (after Redis is emptied the count is ~0).
       const live = await this.dispatches.liveJobCount(queue).catch(() => 0);
