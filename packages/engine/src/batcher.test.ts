@@ -41,4 +41,26 @@ describe('Batcher', () => {
     });
     await expect(Promise.all([b.add(1), b.add(2)])).rejects.toThrow('db down');
   });
+
+  test('with isolateFailures, a failed batch is retried item by item so only the bad item fails', async () => {
+    const flushed: number[][] = [];
+    const b = new Batcher<number, number>(
+      async (items) => {
+        flushed.push(items);
+        if (items.includes(2)) throw new Error(`bad item in [${items.join(',')}]`);
+        return items.map((i) => i * 10);
+      },
+      500,
+      2,
+      true,
+    );
+    const settled = await Promise.allSettled([1, 2, 3].map((i) => b.add(i)));
+    expect(settled.map((s) => s.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    expect(settled[0]).toMatchObject({ value: 10 });
+    expect(settled[2]).toMatchObject({ value: 30 });
+    expect(settled[1]).toMatchObject({ reason: new Error('bad item in [2]') });
+    expect(flushed).toEqual([[1, 2, 3], [1], [2], [3]]);
+    await new Promise((r) => setImmediate(r)); // the batch's bookkeeping settles after its items
+    expect(b.pending).toBe(0);
+  });
 });

@@ -1,7 +1,9 @@
 /**
  * Collects items added within one turn of the event loop (or up to `maxSize`) and hands them to
- * `flush` together, so many small writes become one statement. Each `add` resolves with its item's
- * share of the result, or rejects with the batch's error.
+ * `flush` together, so many small writes become one statement. While `maxConcurrent` flushes are
+ * in flight, new items wait and join the next batch, so batches grow with the load by themselves.
+ * Each `add` resolves with its item's share of the result, or rejects with the batch's error; with
+ * `isolateFailures`, a failed batch is retried one item at a time, so one bad item fails alone.
  */
 export class Batcher<T, R> {
   private items: { item: T; resolve: (r: R) => void; reject: (e: unknown) => void }[] = [];
@@ -13,6 +15,7 @@ export class Batcher<T, R> {
     private readonly flush: (items: T[]) => Promise<R[]>,
     private readonly maxSize = 500,
     private readonly maxConcurrent = 2,
+    private readonly isolateFailures = false,
   ) {}
 
   add(item: T): Promise<R> {
@@ -41,7 +44,17 @@ export class Batcher<T, R> {
       this.inFlightItems += batch.length;
       this.flush(batch.map((b) => b.item)).then(
         (results) => batch.forEach((b, i) => b.resolve(results[i] as R)),
-        (err: unknown) => batch.forEach((b) => b.reject(err)),
+        async (err: unknown) => {
+          if (!this.isolateFailures || batch.length === 1) return batch.forEach((b) => b.reject(err));
+          await Promise.all(
+            batch.map((b) =>
+              this.flush([b.item]).then(
+                (r) => b.resolve(r[0] as R),
+                (e: unknown) => b.reject(e),
+              ),
+            ),
+          );
+        },
       ).finally(() => {
         this.inFlight--;
         this.inFlightItems -= batch.length;

@@ -3,21 +3,53 @@ import { TASK_COLUMNS, type TaskInstanceRow } from './rows';
 
 // All statements here are primary-key updates guarded by the expected state, try and worker:
 // a repeated or late message, or a worker that lost its task to the reaper, changes nothing.
+//
+// Each takes a batch: a worker records the steps of all its slots together (one statement and one
+// commit for everything that finished in the same moment), since one synchronous commit per task
+// per step is what capped throughput (bench/RESULTS.md). A single step is a batch of one. Keys are
+// passed as parallel arrays and joined with unnest, so the statement text never changes.
 
 const START = `
-UPDATE task_instance
-SET state = 'running', worker_id = $4, heartbeat_at = now(), started_at = coalesce(started_at, now()),
-    updated_at = now(), last_actor = $5
-WHERE id = $1 AND state = 'queued' AND try_number = $2 AND dispatch_attempt = $3
-RETURNING ${TASK_COLUMNS}`;
+UPDATE task_instance ti
+SET state = 'running', worker_id = k.worker_id, heartbeat_at = now(), started_at = coalesce(ti.started_at, now()),
+    updated_at = now(), last_actor = k.actor
+FROM unnest($1::uuid[], $2::int[], $3::int[], $4::uuid[], $5::text[]) AS k(id, try_number, dispatch_attempt, worker_id, actor)
+WHERE ti.id = k.id AND ti.state = 'queued' AND ti.try_number = k.try_number AND ti.dispatch_attempt = k.dispatch_attempt
+RETURNING ${TASK_COLUMNS.split(',').map((c) => `ti.${c.trim()}`).join(', ')}`;
+
+export interface StartKey {
+  id: string;
+  tryNumber: number;
+  dispatchAttempt: number;
+  workerId: string;
+  actor: string;
+}
+
+/**
+ * queued -> running for exactly these tries and dispatch attempts. Each key gets its row, or null
+ * when another got there first. A key repeated within the batch wins at most once.
+ */
+export async function startRuns(db: Queryable, keys: readonly StartKey[]): Promise<(TaskInstanceRow | null)[]> {
+  if (keys.length === 0) return [];
+  const { rows } = await db.query<TaskInstanceRow>(START, [
+    keys.map((k) => k.id),
+    keys.map((k) => k.tryNumber),
+    keys.map((k) => k.dispatchAttempt),
+    keys.map((k) => k.workerId),
+    keys.map((k) => k.actor),
+  ]);
+  const started = new Map(rows.map((r) => [r.id, r]));
+  return keys.map((k) => {
+    const row = started.get(k.id);
+    if (!row || row.try_number !== k.tryNumber || row.dispatch_attempt !== k.dispatchAttempt || row.worker_id !== k.workerId) return null;
+    started.delete(k.id); // the same dispatch twice in one batch: only the first runs it
+    return row;
+  });
+}
 
 /** queued -> running for exactly this try and dispatch attempt; null when another got there first. */
-export async function startRun(
-  db: Queryable,
-  a: { id: string; tryNumber: number; dispatchAttempt: number; workerId: string; actor: string },
-): Promise<TaskInstanceRow | null> {
-  const { rows } = await db.query<TaskInstanceRow>(START, [a.id, a.tryNumber, a.dispatchAttempt, a.workerId, a.actor]);
-  return rows[0] ?? null;
+export async function startRun(db: Queryable, key: StartKey): Promise<TaskInstanceRow | null> {
+  return (await startRuns(db, [key]))[0] ?? null;
 }
 
 export interface RunKey {
@@ -27,16 +59,35 @@ export interface RunKey {
   actor: string;
 }
 
+/** Matches returned ids to keys, one match per id (a key repeated in the batch matches once). */
+function matched(keys: readonly RunKey[], ids: readonly string[]): boolean[] {
+  const left = new Set(ids);
+  return keys.map((k) => left.delete(k.id));
+}
+
 const SUCCEED = `
-UPDATE task_instance
-SET state = 'success', result = $4, error = NULL, ended_at = now(), updated_at = now(), last_actor = $5,
+UPDATE task_instance ti
+SET state = 'success', result = k.result::jsonb, error = NULL, ended_at = now(), updated_at = now(), last_actor = k.actor,
     next_method = NULL, next_kwargs = NULL
-WHERE id = $1 AND state = 'running' AND try_number = $2 AND worker_id = $3
-RETURNING id`;
+FROM unnest($1::uuid[], $2::int[], $3::uuid[], $4::text[], $5::text[]) AS k(id, try_number, worker_id, result, actor)
+WHERE ti.id = k.id AND ti.state = 'running' AND ti.try_number = k.try_number AND ti.worker_id = k.worker_id
+RETURNING ti.id`;
+
+/** running -> success with each run's result; true for each run that was still this worker's. */
+export async function succeedRuns(db: Queryable, runs: readonly { key: RunKey; result: unknown }[]): Promise<boolean[]> {
+  if (runs.length === 0) return [];
+  const { rows } = await db.query<{ id: string }>(SUCCEED, [
+    runs.map((r) => r.key.id),
+    runs.map((r) => r.key.tryNumber),
+    runs.map((r) => r.key.workerId),
+    runs.map((r) => JSON.stringify(r.result ?? null)),
+    runs.map((r) => r.key.actor),
+  ]);
+  return matched(runs.map((r) => r.key), rows.map((r) => r.id));
+}
 
 export async function succeedRun(db: Queryable, k: RunKey, result: unknown): Promise<boolean> {
-  const { rowCount } = await db.query(SUCCEED, [k.id, k.tryNumber, k.workerId, JSON.stringify(result ?? null), k.actor]);
-  return rowCount === 1;
+  return (await succeedRuns(db, [{ key: k, result }]))[0] ?? false;
 }
 
 const FAIL = `
@@ -62,45 +113,58 @@ export interface NewTrigger {
   queue: string | null;
 }
 
-// One statement, so the trigger row and the deferred state commit together or not at all: the
-// trigger is inserted only when the compare-and-set matched (the INSERT selects FROM upd). The
+export interface Deferral {
+  trigger: NewTrigger;
+  nextMethod: string;
+  nextKwargs: unknown;
+  timeoutMs: number | null;
+}
+
+// One statement, so each trigger row and its task's deferred state commit together or not at all:
+// a trigger is inserted only when its task's compare-and-set matched (the INSERT joins upd). The
 // foreign key is checked at the end of the statement, when both rows exist. No NOTIFY here: it
 // would serialise every deferral's commit; the worker sends a Redis hint instead.
 const DEFER = `
-WITH upd AS (
-  UPDATE task_instance
-  SET state = 'deferred', trigger_id = $4, next_method = $5, next_kwargs = $6,
-      trigger_timeout = CASE WHEN $7::float8 IS NULL THEN NULL ELSE now() + make_interval(secs => $7::float8 / 1000) END,
-      worker_id = NULL, heartbeat_at = NULL, updated_at = now(), last_actor = $11
-  WHERE id = $1 AND state = 'running' AND try_number = $2 AND worker_id = $3
-  RETURNING id
+WITH k AS (
+  SELECT * FROM unnest($1::uuid[], $2::int[], $3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::float8[], $8::text[], $9::text[], $10::text[], $11::text[])
+    AS k(id, try_number, worker_id, trigger_id, next_method, next_kwargs, timeout_ms, classpath, kwargs, queue, actor)
+), upd AS (
+  UPDATE task_instance ti
+  SET state = 'deferred', trigger_id = k.trigger_id, next_method = k.next_method, next_kwargs = k.next_kwargs::jsonb,
+      trigger_timeout = CASE WHEN k.timeout_ms IS NULL THEN NULL ELSE now() + make_interval(secs => k.timeout_ms / 1000) END,
+      worker_id = NULL, heartbeat_at = NULL, updated_at = now(), last_actor = k.actor
+  FROM k
+  WHERE ti.id = k.id AND ti.state = 'running' AND ti.try_number = k.try_number AND ti.worker_id = k.worker_id
+  RETURNING ti.id, ti.trigger_id
 ), trg AS (
   INSERT INTO trigger (id, classpath, kwargs, queue)
-  SELECT $4, $8, $9, $10 FROM upd
+  SELECT k.trigger_id, k.classpath, k.kwargs, k.queue FROM k JOIN upd ON upd.trigger_id = k.trigger_id
   RETURNING id
 )
-SELECT id FROM trg`;
+SELECT upd.id FROM upd JOIN trg ON trg.id = upd.trigger_id`;
+
+/** running -> deferred, each with its new trigger, atomically. False for a run no longer ours. */
+export async function deferRuns(db: Queryable, runs: readonly { key: RunKey; deferral: Deferral }[]): Promise<boolean[]> {
+  if (runs.length === 0) return [];
+  const { rows } = await db.query<{ id: string }>(DEFER, [
+    runs.map((r) => r.key.id),
+    runs.map((r) => r.key.tryNumber),
+    runs.map((r) => r.key.workerId),
+    runs.map((r) => r.deferral.trigger.id),
+    runs.map((r) => r.deferral.nextMethod),
+    runs.map((r) => JSON.stringify(r.deferral.nextKwargs ?? {})),
+    runs.map((r) => r.deferral.timeoutMs),
+    runs.map((r) => r.deferral.trigger.classpath),
+    runs.map((r) => r.deferral.trigger.kwargsToken),
+    runs.map((r) => r.deferral.trigger.queue),
+    runs.map((r) => r.key.actor),
+  ]);
+  return matched(runs.map((r) => r.key), rows.map((r) => r.id));
+}
 
 /** running -> deferred with a new trigger, atomically. False when the run was no longer ours. */
-export async function deferRun(
-  db: Queryable,
-  k: RunKey,
-  d: { trigger: NewTrigger; nextMethod: string; nextKwargs: unknown; timeoutMs: number | null },
-): Promise<boolean> {
-  const { rowCount } = await db.query(DEFER, [
-    k.id,
-    k.tryNumber,
-    k.workerId,
-    d.trigger.id,
-    d.nextMethod,
-    JSON.stringify(d.nextKwargs ?? {}),
-    d.timeoutMs,
-    d.trigger.classpath,
-    d.trigger.kwargsToken,
-    d.trigger.queue,
-    k.actor,
-  ]);
-  return rowCount === 1;
+export async function deferRun(db: Queryable, k: RunKey, d: Deferral): Promise<boolean> {
+  return (await deferRuns(db, [{ key: k, deferral: d }]))[0] ?? false;
 }
 
 // Index: task_instance_heartbeat_idx (state, heartbeat_at) does not lead with worker_id; the

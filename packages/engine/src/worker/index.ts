@@ -9,18 +9,21 @@ import {
   type TaskDispatchMessage,
 } from '@deferrable/domain';
 import {
-  deferRun,
+  deferRuns,
   failRun,
   heartbeatRuns,
   recordRejection,
-  startRun,
-  succeedRun,
+  startRuns,
+  succeedRuns,
+  type Deferral,
   type RunKey,
+  type StartKey,
   type TaskInstanceRow,
 } from '@deferrable/db';
 import { consumerConnection, bullPrefix, HintPublisher, taskDispatch, triggerCreatedChannel } from '@deferrable/queues';
 import type { TriggerRegistry } from '@deferrable/triggers';
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
+import { Batcher } from '../batcher';
 import { Loop } from '../loop';
 import { ProcessJob } from '../process-job';
 import type { Resources } from '../resources';
@@ -59,6 +62,12 @@ export class TaskWorker {
   private readonly heartbeat: Loop;
   private readonly actor: string;
   private readonly hints: HintPublisher;
+  // The steps of all slots are recorded together: one statement (and one commit) for every start,
+  // deferral or success that is ready at the same moment, instead of one per task. While one
+  // batch commits the next one gathers, so batches grow with the load and add no wait when idle.
+  private readonly starts: Batcher<StartKey, TaskInstanceRow | null>;
+  private readonly deferrals: Batcher<{ key: RunKey; deferral: Deferral }, boolean>;
+  private readonly successes: Batcher<{ key: RunKey; result: unknown }, boolean>;
 
   constructor(
     private readonly res: Resources,
@@ -72,6 +81,10 @@ export class TaskWorker {
     });
     this.actor = `worker:${this.job.id}`;
     this.hints = new HintPublisher(res.redisUrl, triggerCreatedChannel(res.prefix));
+    const pool = res.db.pool;
+    this.starts = new Batcher((keys) => startRuns(pool, keys), 1000, 1, true);
+    this.deferrals = new Batcher((runs) => deferRuns(pool, runs), 1000, 1, true);
+    this.successes = new Batcher((runs) => succeedRuns(pool, runs), 1000, 1, true);
     this.heartbeat = new Loop('worker-run-heartbeat', opts.heartbeatMs, () => this.heartbeatRuns(), res.logger);
   }
 
@@ -127,7 +140,7 @@ export class TaskWorker {
       this.res.logger.warn({ jobId: job.id, queue, reason }, 'rejected malformed task job');
       throw new UnrecoverableError(reason);
     }
-    const row = await startRun(this.res.db.pool, {
+    const row = await this.starts.add({
       id: msg.taskInstanceId,
       tryNumber: msg.tryNumber,
       dispatchAttempt: msg.dispatchAttempt,
@@ -168,7 +181,7 @@ export class TaskWorker {
       if (outcome.kind === 'success') {
         try {
           assertJsonSize(outcome.result ?? null, this.opts.maxPayloadBytes, 'task result');
-          const ok = await succeedRun(this.res.db.pool, key, outcome.result ?? null);
+          const ok = await this.successes.add({ key, result: outcome.result ?? null });
           log.info({ recorded: ok }, ok ? 'task succeeded' : 'task finished, but its run was no longer ours');
           return;
         } catch (err) {
@@ -187,7 +200,7 @@ export class TaskWorker {
     assertJsonSize(serialized.kwargs, this.opts.maxPayloadBytes, 'trigger kwargs');
     assertJsonSize(d.kwargs ?? {}, this.opts.maxPayloadBytes, 'deferral kwargs');
     const triggerId = randomUUID();
-    const ok = await deferRun(this.res.db.pool, key, {
+    const deferral: Deferral = {
       trigger: {
         id: triggerId,
         classpath: serialized.type,
@@ -197,7 +210,8 @@ export class TaskWorker {
       nextMethod: d.method,
       nextKwargs: { kwargs: d.kwargs ?? {} },
       timeoutMs: d.timeoutMs ?? null,
-    });
+    };
+    const ok = await this.deferrals.add({ key, deferral });
     if (ok) this.hints.publish(serialized.queue ?? 'default');
     log.info({ triggerId, triggerType: serialized.type, method: d.method, recorded: ok }, ok ? 'task deferred; slot freed' : 'deferral not recorded: run was no longer ours');
   }
