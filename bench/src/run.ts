@@ -13,9 +13,9 @@ const USAGE = `usage: npm run bench -- lifecycle [--tasks N] [--runs R] [--slots
          [--dispatch-batch B] [--timeout-s T] [--rate R] [--census] [--cpu-prof]
   --tasks              task instances per run (default 10000)
   --runs               measurements; the report gives medians (default 1)
-  --slots              worker slots, and the BullMQ-only worker's concurrency (default 32; the
-                       worker opens slots + 4 PostgreSQL connections, max_connections is 100)
-  --event-concurrency  scheduler trigger-event consumer concurrency (default 32)
+  --slots              worker slots, and the BullMQ-only worker's concurrency (default 128; the
+                       worker records its slots' steps in batches over at most 12 PostgreSQL connections)
+  --event-concurrency  scheduler trigger-event consumer concurrency (default 256)
   --dispatch-batch     scheduler dispatch batch (default 500)
   --timeout-s          give up on a pipeline after this long (default 300)
   --rate               enqueue at this many tasks/s (open loop) instead of all at once
@@ -82,8 +82,8 @@ async function runTriggerer(argv: string[]): Promise<number> {
 const Options = z.object({
   tasks: z.coerce.number().int().min(1).default(10_000),
   runs: z.coerce.number().int().min(1).default(1),
-  slots: z.coerce.number().int().min(1).max(64).default(32),
-  'event-concurrency': z.coerce.number().int().min(1).default(32),
+  slots: z.coerce.number().int().min(1).max(1024).default(128),
+  'event-concurrency': z.coerce.number().int().min(1).default(256),
   'dispatch-batch': z.coerce.number().int().min(1).default(500),
   'timeout-s': z.coerce.number().min(1).default(300),
   rate: z.coerce.number().min(1).optional(),

@@ -9,7 +9,9 @@ void runApp('worker', async () => {
   const modules = loadModules(config.DEFERRABLE_MODULES);
   const triggers = builtinTriggerRegistry();
   for (const t of modules.triggers) triggers.register(t);
-  const res = createResources(config, logger, config.DEFERRABLE_WORKER_SLOTS + 4);
+  // Steps are recorded in batches (at most one statement in flight per kind), so the pool need
+  // not grow with the slots; failures and rejections take single connections.
+  const res = createResources(config, logger, Math.min(config.DEFERRABLE_WORKER_SLOTS, 8) + 4);
   const worker = new TaskWorker(res, {
     tasks: new TaskRegistry(modules.tasks),
     triggers,

@@ -62,7 +62,7 @@ export const SchedulerConfigSchema = z.object({
   DEFERRABLE_REAP_AFTER_MS: int(30000, 100),
   DEFERRABLE_REDISPATCH_AFTER_MS: int(10000, 100),
   DEFERRABLE_CLEANUP_INTERVAL_MS: int(5000, 10),
-  DEFERRABLE_EVENT_CONCURRENCY: int(32, 1),
+  DEFERRABLE_EVENT_CONCURRENCY: int(256, 1),
 });
 
 export type WorkerConfig = z.output<typeof WorkerConfigSchema>;

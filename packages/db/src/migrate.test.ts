@@ -124,9 +124,9 @@ describe('migrate', () => {
       ['started_at', 'timestamp with time zone', 'NO'],
     ]);
 
-    // The audit trigger is part of the migration.
-    const triggers = await query<{ tgname: string }>(url, `SELECT tgname FROM pg_trigger WHERE NOT tgisinternal`);
-    expect(triggers.map((t) => t.tgname)).toEqual(['task_instance_log_transition']);
+    // The audit triggers (statement-level, since the second migration) are part of the migrations.
+    const triggers = await query<{ tgname: string }>(url, `SELECT tgname FROM pg_trigger WHERE NOT tgisinternal ORDER BY tgname`);
+    expect(triggers.map((t) => t.tgname)).toEqual(['task_instance_log_inserted', 'task_instance_log_updated']);
   });
 
   it('applies nothing the second time', async () => {

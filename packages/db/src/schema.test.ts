@@ -1,7 +1,7 @@
 /**
  * Proves that prisma/schema.prisma and the hand-written migrations agree: a freshly migrated
  * database must have exactly the tables, columns (type, nullability, default presence), enums,
- * indexes (unique or not, columns and order), primary keys and foreign keys that Prisma would
+ * indexes (unique or not, columns, order and partial-index predicate), primary keys and foreign keys that Prisma would
  * create for the schema. Prisma's own `migrate diff` needs a native engine that cannot be installed
  * here, so the expected database is derived from the schema in this file. The generated client's
  * data model is checked against the same parse, so a stale client fails too.
@@ -271,8 +271,8 @@ function expectedFacts(schema: ParsedSchema): DatabaseFacts {
       const desc = namedArg(m[2] ?? null, 'sort') === 'Desc';
       return desc ? `${field.column} DESC` : field.column;
     };
-    const index = (kind: 'index' | 'unique' | 'primary key', name: string, cols: string[]) =>
-      facts.indexes.push(`${kind} ${table}.${name} (${cols.join(', ')})`);
+    const index = (kind: 'index' | 'unique' | 'primary key', name: string, cols: string[], where?: string) =>
+      facts.indexes.push(`${kind} ${table}.${name} (${cols.join(', ')})${where ? ` WHERE ${where}` : ''}`);
 
     for (const f of model.fields) {
       const target = schema.models.get(f.type);
@@ -314,8 +314,13 @@ function expectedFacts(schema: ParsedSchema): DatabaseFacts {
       const cols = listItems(list).map(columnOf);
       const bare = cols.map((c) => c.replace(/ DESC$/, ''));
       const map = namedArg(a.args, 'map');
-      if (a.name === '@@index') index('index', map ? unquote(map) : `${table}_${bare.join('_')}_idx`, cols);
-      else if (a.name === '@@unique') index('unique', map ? unquote(map) : `${table}_${bare.join('_')}_key`, cols);
+      // A partial index: `where: raw("...")`, the predicate as PostgreSQL prints it.
+      const whereArg = namedArg(a.args, 'where');
+      const rawWhere = whereArg === undefined ? undefined : /^raw\(\s*("(?:[^"\\]|\\.)*")\s*\)$/.exec(whereArg);
+      if (whereArg !== undefined && !rawWhere) throw new Error(`the schema test reads only where: raw("...") (${model.name})`);
+      const where = rawWhere ? (JSON.parse(rawWhere[1]!) as string) : undefined;
+      if (a.name === '@@index') index('index', map ? unquote(map) : `${table}_${bare.join('_')}_idx`, cols, where);
+      else if (a.name === '@@unique') index('unique', map ? unquote(map) : `${table}_${bare.join('_')}_key`, cols, where);
       else if (a.name === '@@id') index('primary key', map ? unquote(map) : `${table}_pkey`, cols);
       else throw new Error(`the schema test does not handle ${a.name} (${model.name})`);
     }
@@ -344,8 +349,9 @@ async function databaseFacts(db: Queryable): Promise<DatabaseFacts> {
        AND c.relname <> ALL($1::text[])`,
     [IGNORED_TABLES],
   );
-  const indexes = await db.query<{ table: string; name: string; unique: boolean; primary: boolean; columns: string[] }>(
+  const indexes = await db.query<{ table: string; name: string; unique: boolean; primary: boolean; columns: string[]; predicate: string | null }>(
     `SELECT t.relname AS table, i.relname AS name, ix.indisunique AS unique, ix.indisprimary AS primary,
+            pg_get_expr(ix.indpred, ix.indrelid) AS predicate,
             array(SELECT replace(pg_get_indexdef(ix.indexrelid, k + 1, true), '"', '')
                          || CASE WHEN ix.indoption[k] & 1 = 1 THEN ' DESC' ELSE '' END
                   FROM generate_series(0, ix.indnatts - 1) AS k ORDER BY k) AS columns
@@ -379,7 +385,8 @@ async function databaseFacts(db: Queryable): Promise<DatabaseFacts> {
       (c) => `column ${c.table}.${c.column} ${c.type} ${c.nullable ? 'NULL' : 'NOT NULL'}${c.has_default ? ' DEFAULT' : ''}`,
     ),
     indexes: indexes.rows.map(
-      (i) => `${i.primary ? 'primary key' : i.unique ? 'unique' : 'index'} ${i.table}.${i.name} (${i.columns.join(', ')})`,
+      (i) =>
+        `${i.primary ? 'primary key' : i.unique ? 'unique' : 'index'} ${i.table}.${i.name} (${i.columns.join(', ')})${i.predicate ? ` WHERE ${i.predicate}` : ''}`,
     ),
     foreignKeys: fks.rows.map(
       (f) =>
@@ -488,7 +495,17 @@ describe('schema.prisma and the migrations', () => {
       ['a column made optional', (s: string) => s.replace('pid             Int', 'pid             Int?'), 'column job.pid integer NULL'],
       ['a default dropped', (s: string) => s.replace('capacity        Int       @default(0)', 'capacity        Int'), 'column job.capacity integer NOT NULL'],
       ['a type changed', (s: string) => s.replace('classpath   String', 'classpath   String @db.VarChar(200)'), 'column trigger.classpath character varying(200) NOT NULL'],
-      ['an index order changed', (s: string) => s.replace('priority(sort: Desc)', 'priority'), 'index task_instance.task_instance_dispatch_idx (state, priority, run_after)'],
+      ['an index order changed', (s: string) => s.replace('priority(sort: Desc)', 'priority'), 'index task_instance.task_instance_dispatch_idx (priority, run_after)'],
+      [
+        'a partial index predicate changed',
+        (s: string) => s.replace(`where: raw("(state = 'running'::task_state)")`, `where: raw("(state = 'queued'::task_state)")`),
+        `index task_instance.task_instance_heartbeat_idx (heartbeat_at) WHERE (state = 'queued'::task_state)`,
+      ],
+      [
+        'an index made partial in the schema',
+        (s: string) => s.replace('@@index([firedAt], map: "trigger_fired_idx")', '@@index([firedAt], map: "trigger_fired_idx", where: raw("(fired_at IS NOT NULL)"))'),
+        'index trigger.trigger_fired_idx (fired_at) WHERE (fired_at IS NOT NULL)',
+      ],
       ['an enum value added', (s: string) => s.replace('  cancelled\n', '  cancelled\n  removed\n'), 'enum task_state (scheduled, queued, running, deferred, up_for_retry, success, failed, skipped, cancelled, removed)'],
       ['a referential action changed', (s: string) => s.replace('onDelete: Cascade', 'onDelete: Restrict'), 'on delete r'],
     ])('%s', (_label, edit, expectedLine) => {

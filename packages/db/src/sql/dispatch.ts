@@ -23,11 +23,13 @@ export async function dispatchDue(db: Queryable, limit: number, actor: string): 
   return (await db.query<DispatchRow>(DISPATCH_DUE, [limit, actor])).rows;
 }
 
-// Primary key lookups; the fast path right after a resume.
+// Primary key lookups; the fast path right after a resume, in the resume's own transaction.
+// run_after is stored rounded to the millisecond, so a row made due by now() in this same
+// transaction can read up to half a millisecond after now(): compare with that margin.
 const DISPATCH_IDS = `
 UPDATE task_instance
 SET state = 'queued', dispatch_attempt = dispatch_attempt + 1, queued_at = now(), updated_at = now(), last_actor = $2
-WHERE id = ANY($1::uuid[]) AND state = 'scheduled' AND run_after <= now()
+WHERE id = ANY($1::uuid[]) AND state = 'scheduled' AND run_after < now() + interval '1 millisecond'
 RETURNING id, try_number, dispatch_attempt, queue, priority, next_method`;
 
 /** scheduled -> queued for these task instances (those still scheduled and due). */

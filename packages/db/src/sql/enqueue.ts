@@ -17,14 +17,14 @@ export interface NewTaskInstance {
   actor: string;
 }
 
-// Uses task_instance_idempotency_key_key for the conflict. Notifies the scheduler in the same
+// Uses task_instance_idempotency_key_key (partial: only rows with a key) for the conflict. Notifies the scheduler in the same
 // statement (NOTIFY is delivered at commit) so a new task is dispatched without waiting for a poll.
 const SQL = `
 WITH ins AS (
   INSERT INTO task_instance (id, task_name, args, queue, priority, state, max_tries, retry_delay_ms,
     retry_backoff, retry_max_delay_ms, execution_timeout_ms, run_after, idempotency_key, last_actor)
   VALUES ($1, $2, $3, $4, $5, 'scheduled', $6, $7, $8, $9, $10, coalesce($11, now()), $12, $13)
-  ON CONFLICT (idempotency_key) DO NOTHING
+  ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
   RETURNING id
 )
 SELECT id, pg_notify('${CHANNELS.taskScheduled}', '') AS notified FROM ins`;

@@ -14,7 +14,7 @@ import { cancelTask, deleteOrphanTriggers, lockStaleRuns } from './recovery';
 import { recordRejection } from './rejections';
 import { firedUnapplied, resumeFromTriggers, retriesDue, timeoutDeferrals } from './resume';
 import { CHANNELS } from './rows';
-import { deferRun, failRun, heartbeatRuns, startRun, succeedRun, type RunKey } from './run';
+import { deferRun, deferRuns, failRun, heartbeatRuns, startRun, startRuns, succeedRun, succeedRuns, type RunKey } from './run';
 import { assignedTriggerIds, claimTriggers, recordTriggerOutcomes, releaseTriggers } from './triggers';
 
 const ACTOR = 'lifecycle-test';
@@ -509,6 +509,26 @@ describe('resume', () => {
     expect(await dispatchDue(pool, 10, ACTOR)).toEqual([expect.objectContaining({ id: d.id, try_number: 1, dispatch_attempt: 2 })]);
   });
 
+  it('a resume and its dispatch in one transaction dispatch every resumed task (run_after is rounded to ms)', async () => {
+    // now() is fixed per transaction and run_after keeps milliseconds (rounded): in about half of
+    // all transactions the stored run_after reads after now(). 16 transactions catch a strict
+    // comparison with probability 1 - 2^-16.
+    for (let i = 0; i < 16; i++) {
+      const d = await deferred();
+      await recordTriggerOutcomes(pool, [{ triggerId: d.triggerId, outcome: { kind: 'event', payload: i } }]);
+      const client = await pool.connect();
+      try {
+        await client.query('BEGIN');
+        const resumed = await resumeFromTriggers(client, [d.triggerId], ACTOR);
+        const dispatched = await dispatchIds(client, resumed.map((r) => r.id), ACTOR);
+        await client.query('COMMIT');
+        expect(dispatched.map((r) => r.id)).toEqual([d.id]);
+      } finally {
+        client.release();
+      }
+    }
+  });
+
   it.each(['success', 'failed', 'skipped'] as const)('an event with endTask %s finishes the task without a worker', async (endTask) => {
     const d = await deferred();
     await recordTriggerOutcomes(pool, [{ triggerId: d.triggerId, outcome: { kind: 'event', payload: { done: true }, endTask } }]);
@@ -681,6 +701,65 @@ describe('cancelTask', () => {
     expect(await succeedRun(pool, key, 1)).toBe(false);
     expect(await failRun(pool, key, {}, 0)).toBe(false);
     expect(await heartbeatRuns(pool, key.workerId)).toEqual([]);
+  });
+});
+
+describe('batched worker steps (one statement for many runs)', () => {
+  it('startRuns starts each matching key once, gives null to the others, in the order of the keys', async () => {
+    const [a, b, c] = [await queued(), await queued(), await queued()];
+    const workerId = randomUUID();
+    const key = (d: typeof a, over: Partial<{ tryNumber: number; dispatchAttempt: number }> = {}) => ({
+      id: d.id,
+      tryNumber: over.tryNumber ?? d.try_number,
+      dispatchAttempt: over.dispatchAttempt ?? d.dispatch_attempt,
+      workerId,
+      actor: ACTOR,
+    });
+    const rows = await startRuns(pool, [key(a), key(b, { dispatchAttempt: 9 }), key(c), key(a), key(b, { tryNumber: 2 })]);
+    expect(rows.map((r) => r?.id ?? null)).toEqual([a.id, null, c.id, null, null]);
+    expect(rows[0]).toMatchObject({ state: 'running', worker_id: workerId, try_number: 1 });
+    expect((await task(b.id))!.state).toBe('queued');
+    // one audit row per started task, none for the refused keys
+    expect(await count('task_transition WHERE task_instance_id = ANY($1) AND to_state = $2', [[a.id, b.id, c.id], 'running'])).toBe(2);
+  });
+
+  it('succeedRuns and deferRuns record only the runs still held, each with its own result or trigger', async () => {
+    const [k1, k2, k3, k4] = [await running(), await running(), await running(), await running()];
+    expect(await succeedRuns(pool, [
+      { key: k1, result: { n: 1 } },
+      { key: { ...k2, workerId: randomUUID() }, result: 'not ours' },
+      { key: k3, result: [3] },
+    ])).toEqual([true, false, true]);
+    expect((await task(k1.id))!.result).toEqual({ n: 1 });
+    expect((await task(k3.id))!.result).toEqual([3]);
+    expect((await task(k2.id))!.state).toBe('running');
+
+    const deferral = (triggerId: string, method: string, timeoutMs: number | null) => ({
+      trigger: { id: triggerId, classpath: 'datetime', kwargsToken: `token-${method}`, queue: method === 'b' ? 'io' : null },
+      nextMethod: method,
+      nextKwargs: { kwargs: { m: method } },
+      timeoutMs,
+    });
+    const [t2, t4, tLost] = [randomUUID(), randomUUID(), randomUUID()];
+    expect(await deferRuns(pool, [
+      { key: k2, deferral: deferral(t2, 'a', null) },
+      { key: { ...k4, tryNumber: 7 }, deferral: deferral(tLost, 'lost', null) },
+      { key: k4, deferral: deferral(t4, 'b', 60_000) },
+    ])).toEqual([true, false, true]);
+    const r2 = await task(k2.id);
+    const r4 = await task(k4.id);
+    expect(r2).toMatchObject({ state: 'deferred', trigger_id: t2, next_method: 'a', next_kwargs: { kwargs: { m: 'a' } }, trigger_timeout: null });
+    expect(r4).toMatchObject({ state: 'deferred', trigger_id: t4, next_method: 'b' });
+    expect(r4!.trigger_timeout).toBeInstanceOf(Date);
+    const { rows: triggers } = await pool.query<{ id: string; kwargs: string; queue: string | null }>(
+      'SELECT id, kwargs, queue FROM trigger WHERE id = ANY($1) ORDER BY kwargs',
+      [[t2, t4, tLost]],
+    );
+    // the refused deferral left no trigger behind
+    expect(triggers).toEqual([
+      { id: t2, kwargs: 'token-a', queue: null },
+      { id: t4, kwargs: 'token-b', queue: 'io' },
+    ]);
   });
 });
 

@@ -59,10 +59,12 @@ export interface RunKey {
   actor: string;
 }
 
-/** Matches returned ids to keys, one match per id (a key repeated in the batch matches once). */
-function matched(keys: readonly RunKey[], ids: readonly string[]): boolean[] {
-  const left = new Set(ids);
-  return keys.map((k) => left.delete(k.id));
+const runOf = (id: string, tryNumber: number, workerId: string) => `${id}:${tryNumber}:${workerId}`;
+
+/** Matches the runs a statement changed to its keys; a key repeated in the batch matches once. */
+function matched(keys: readonly RunKey[], changed: readonly { id: string; try_number: number; worker_id: string }[]): boolean[] {
+  const left = new Set(changed.map((r) => runOf(r.id, r.try_number, r.worker_id)));
+  return keys.map((k) => left.delete(runOf(k.id, k.tryNumber, k.workerId)));
 }
 
 const SUCCEED = `
@@ -71,19 +73,19 @@ SET state = 'success', result = k.result::jsonb, error = NULL, ended_at = now(),
     next_method = NULL, next_kwargs = NULL
 FROM unnest($1::uuid[], $2::int[], $3::uuid[], $4::text[], $5::text[]) AS k(id, try_number, worker_id, result, actor)
 WHERE ti.id = k.id AND ti.state = 'running' AND ti.try_number = k.try_number AND ti.worker_id = k.worker_id
-RETURNING ti.id`;
+RETURNING ti.id, ti.try_number, k.worker_id`;
 
 /** running -> success with each run's result; true for each run that was still this worker's. */
 export async function succeedRuns(db: Queryable, runs: readonly { key: RunKey; result: unknown }[]): Promise<boolean[]> {
   if (runs.length === 0) return [];
-  const { rows } = await db.query<{ id: string }>(SUCCEED, [
+  const { rows } = await db.query<{ id: string; try_number: number; worker_id: string }>(SUCCEED, [
     runs.map((r) => r.key.id),
     runs.map((r) => r.key.tryNumber),
     runs.map((r) => r.key.workerId),
     runs.map((r) => JSON.stringify(r.result ?? null)),
     runs.map((r) => r.key.actor),
   ]);
-  return matched(runs.map((r) => r.key), rows.map((r) => r.id));
+  return matched(runs.map((r) => r.key), rows);
 }
 
 export async function succeedRun(db: Queryable, k: RunKey, result: unknown): Promise<boolean> {
@@ -135,18 +137,18 @@ WITH k AS (
       worker_id = NULL, heartbeat_at = NULL, updated_at = now(), last_actor = k.actor
   FROM k
   WHERE ti.id = k.id AND ti.state = 'running' AND ti.try_number = k.try_number AND ti.worker_id = k.worker_id
-  RETURNING ti.id, ti.trigger_id
+  RETURNING ti.trigger_id
 ), trg AS (
   INSERT INTO trigger (id, classpath, kwargs, queue)
   SELECT k.trigger_id, k.classpath, k.kwargs, k.queue FROM k JOIN upd ON upd.trigger_id = k.trigger_id
   RETURNING id
 )
-SELECT upd.id FROM upd JOIN trg ON trg.id = upd.trigger_id`;
+SELECT id AS trigger_id FROM trg`;
 
 /** running -> deferred, each with its new trigger, atomically. False for a run no longer ours. */
 export async function deferRuns(db: Queryable, runs: readonly { key: RunKey; deferral: Deferral }[]): Promise<boolean[]> {
   if (runs.length === 0) return [];
-  const { rows } = await db.query<{ id: string }>(DEFER, [
+  const { rows } = await db.query<{ trigger_id: string }>(DEFER, [
     runs.map((r) => r.key.id),
     runs.map((r) => r.key.tryNumber),
     runs.map((r) => r.key.workerId),
@@ -159,7 +161,9 @@ export async function deferRuns(db: Queryable, runs: readonly { key: RunKey; def
     runs.map((r) => r.deferral.trigger.queue),
     runs.map((r) => r.key.actor),
   ]);
-  return matched(runs.map((r) => r.key), rows.map((r) => r.id));
+  // Each deferral has its own new trigger id: the inserted triggers say which deferrals matched.
+  const inserted = new Set(rows.map((r) => r.trigger_id));
+  return runs.map((r) => inserted.delete(r.deferral.trigger.id));
 }
 
 /** running -> deferred with a new trigger, atomically. False when the run was no longer ours. */

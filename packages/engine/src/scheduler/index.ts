@@ -164,11 +164,20 @@ export class Scheduler {
     await this.resumes.add(triggerId);
   }
 
-  /** Applies many trigger events in one statement, then dispatches the resumed tasks at once. */
+  /**
+   * Applies many trigger events in one statement and dispatches the resumed tasks in the same
+   * transaction (one commit on the resume path, not two), then publishes their jobs.
+   */
   private async applyEvents(triggerIds: string[]): Promise<void[]> {
-    const resumed = await resumeFromTriggers(this.res.db.pool, [...new Set(triggerIds)], this.actor);
-    for (const r of resumed) this.res.logger.info({ taskInstanceId: r.id, triggerId: r.trigger_id, state: r.state }, 'task resumed');
-    await this.dispatchNow(resumed.filter((r) => r.state === 'scheduled').map((r) => r.id));
+    const { resumed, dispatched } = await inTransaction(this.res.db.pool, async (client) => {
+      const resumed = await resumeFromTriggers(client, [...new Set(triggerIds)], this.actor);
+      const dispatched = await dispatchIds(client, resumed.filter((r) => r.state === 'scheduled').map((r) => r.id), this.actor);
+      return { resumed, dispatched };
+    });
+    if (this.res.logger.isLevelEnabled('info')) {
+      for (const r of resumed) this.res.logger.info({ taskInstanceId: r.id, triggerId: r.trigger_id, state: r.state }, 'task resumed');
+    }
+    await this.publish(dispatched);
     return triggerIds.map(() => undefined);
   }
 
