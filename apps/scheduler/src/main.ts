@@ -13,6 +13,7 @@ void runApp('scheduler', async () => {
   const scheduler = new Scheduler(res, {
     pollMs: config.DEFERRABLE_POLL_MS,
     dispatchBatch: config.DEFERRABLE_DISPATCH_BATCH,
+    dispatchAhead: config.DEFERRABLE_DISPATCH_AHEAD,
     reapAfterMs: config.DEFERRABLE_REAP_AFTER_MS,
     redispatchAfterMs: config.DEFERRABLE_REDISPATCH_AFTER_MS,
     cleanupIntervalMs: config.DEFERRABLE_CLEANUP_INTERVAL_MS,

@@ -40,4 +40,16 @@ describe('Loop', () => {
     await loop.stop();
     expect(calls).toBeGreaterThanOrEqual(2);
   });
+
+  test('a step that returns a number of milliseconds runs again that soon, not at the interval', async () => {
+    let calls = 0;
+    const loop = new Loop('t', 10_000, async () => {
+      calls++;
+      return calls < 4 ? 5 : undefined; // three quick looks, then back to the interval
+    }, silentLogger());
+    loop.start();
+    await new Promise((r) => setTimeout(r, 150));
+    await loop.stop();
+    expect(calls).toBe(4);
+  });
 });

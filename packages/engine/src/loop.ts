@@ -2,12 +2,13 @@ import type { Logger } from '@deferrable/logging';
 
 /**
  * Runs `step` every `intervalMs`, or at once when woken (a LISTEN hint, a new event). Never runs
- * two steps at once; a wake during a step runs the next step right after it. A failing step is
- * logged and retried at the next tick, so a passing database outage does not stop the loop.
+ * two steps at once; a wake during a step runs the next step right after it. A step may return a
+ * number of milliseconds to run again sooner than the interval. A failing step is logged and
+ * retried at the next tick, so a passing database outage does not stop the loop.
  */
 export class Loop {
   private timer: NodeJS.Timeout | null = null;
-  private running: Promise<void> | null = null;
+  private running: Promise<number | undefined> | null = null;
   private wakeRequested = false;
   private stopped = true;
 
@@ -44,24 +45,28 @@ export class Loop {
     if (this.timer) clearTimeout(this.timer);
     this.timer = setTimeout(() => {
       this.timer = null;
-      this.running = this.tick().finally(() => {
+      const running = this.tick();
+      this.running = running;
+      void running.then((soonerMs) => {
         this.running = null;
         if (this.stopped) return;
         if (this.wakeRequested) {
           this.wakeRequested = false;
           this.schedule(0);
         } else {
-          this.schedule(this.intervalMs);
+          this.schedule(soonerMs === undefined ? this.intervalMs : Math.min(this.intervalMs, soonerMs));
         }
       });
     }, ms);
   }
 
-  private async tick(): Promise<void> {
+  private async tick(): Promise<number | undefined> {
     try {
-      await this.step();
+      const result = await this.step();
+      return typeof result === 'number' && Number.isFinite(result) && result >= 0 ? result : undefined;
     } catch (err) {
       this.logger.error({ err, loop: this.name }, 'loop step failed; retrying at the next tick');
+      return undefined;
     }
   }
 }

@@ -1,12 +1,29 @@
 import type { Queryable } from '../client';
 import type { DispatchRow } from './rows';
 
-// Index: task_instance_dispatch_idx (state, priority DESC, run_after). SKIP LOCKED lets several
-// schedulers dispatch at once without taking the same rows.
+// Dispatches due scheduled rows in priority order, but only into queues whose backlog (queued
+// rows, i.e. jobs waiting in Redis or running) is below a high-water mark: the larger of `ahead`
+// and twice the slots of the live workers that serve the queue. The rest wait in PostgreSQL, where
+// priority still orders them, instead of flooding Redis (and the scheduler's event loop) with a
+// burst's whole backlog at once. `held` says a queue with live workers is at its mark, so the
+// caller should look again soon. A soft limit: one call may overshoot by up to `limit` rows.
+// Indexes: task_instance_dispatch_idx, task_instance_queued_idx (partial, per state).
+// SKIP LOCKED lets several schedulers dispatch at once without taking the same rows.
 const DISPATCH_DUE = `
-WITH picked AS (
+WITH live AS (
+  SELECT q.queue, sum(j.capacity / greatest(1, cardinality(j.queues))) AS slots
+  FROM job j CROSS JOIN LATERAL unnest(j.queues) AS q(queue)
+  WHERE j.job_type = 'worker' AND j.state = 'running'
+    AND j.latest_heartbeat > now() - make_interval(secs => $4::float8 / 1000)
+  GROUP BY q.queue
+), backlog AS (
+  SELECT queue, count(*) AS queued FROM task_instance WHERE state = 'queued' GROUP BY queue
+), full_queue AS (
+  SELECT b.queue, l.slots IS NOT NULL AS served FROM backlog b LEFT JOIN live l ON l.queue = b.queue
+  WHERE b.queued >= greatest($3::bigint, 2 * coalesce(l.slots, 0))
+), picked AS (
   SELECT id FROM task_instance
-  WHERE state = 'scheduled' AND run_after <= now()
+  WHERE state = 'scheduled' AND run_after <= now() AND queue <> ALL (ARRAY(SELECT queue FROM full_queue))
   ORDER BY priority DESC, run_after
   LIMIT $1
   FOR UPDATE SKIP LOCKED
@@ -16,11 +33,43 @@ WITH picked AS (
   WHERE ti.id = ANY(ARRAY(SELECT id FROM picked))
   RETURNING ti.id, ti.try_number, ti.dispatch_attempt, ti.queue, ti.priority, ti.next_method, ti.run_after
 )
-SELECT id, try_number, dispatch_attempt, queue, priority, next_method FROM upd ORDER BY priority DESC, run_after`;
+SELECT h.held, u.id, u.try_number, u.dispatch_attempt, u.queue, u.priority, u.next_method
+FROM (SELECT EXISTS (SELECT 1 FROM full_queue WHERE served) AS held) h
+LEFT JOIN upd u ON true
+ORDER BY u.priority DESC, u.run_after`;
 
-/** scheduled -> queued for up to `limit` due task instances; the caller publishes one job each. */
+export interface DispatchLimits {
+  /** The smallest backlog of queued tasks a queue may hold before dispatch to it waits. */
+  ahead: number;
+  /** A worker whose heartbeat is older than this does not count towards a queue's slots. */
+  workersAliveWithinMs: number;
+}
+
+/**
+ * scheduled -> queued for up to `limit` due task instances, in priority order, into queues below
+ * their backlog mark; the caller publishes one job each. `held`: a served queue is at its mark.
+ */
+export async function dispatchDueWithin(
+  db: Queryable,
+  limit: number,
+  actor: string,
+  limits: DispatchLimits,
+): Promise<{ rows: DispatchRow[]; held: boolean }> {
+  const { rows } = await db.query<DispatchRow & { held: boolean; id: string | null }>(DISPATCH_DUE, [
+    limit,
+    actor,
+    Math.min(limits.ahead, 2 ** 53),
+    limits.workersAliveWithinMs,
+  ]);
+  return {
+    held: rows[0]?.held ?? false,
+    rows: rows.filter((r) => r.id !== null).map(({ held: _held, ...r }) => r),
+  };
+}
+
+/** scheduled -> queued for up to `limit` due task instances, with no backlog mark. */
 export async function dispatchDue(db: Queryable, limit: number, actor: string): Promise<DispatchRow[]> {
-  return (await db.query<DispatchRow>(DISPATCH_DUE, [limit, actor])).rows;
+  return (await dispatchDueWithin(db, limit, actor, { ahead: Number.MAX_SAFE_INTEGER, workersAliveWithinMs: 0 })).rows;
 }
 
 // Primary key lookups; the fast path right after a resume, in the resume's own transaction.
@@ -38,7 +87,7 @@ export async function dispatchIds(db: Queryable, ids: readonly string[], actor: 
   return (await db.query<DispatchRow>(DISPATCH_IDS, [ids, actor])).rows;
 }
 
-// queued rows older than the grace period; index task_instance_dispatch_idx (state leads).
+// queued rows older than the grace period; index task_instance_queued_idx (partial: queued rows).
 const STALE_QUEUED = `
 SELECT id, try_number, dispatch_attempt, queue, priority, next_method FROM task_instance
 WHERE state = 'queued' AND queued_at < now() - make_interval(secs => $1::float8 / 1000)

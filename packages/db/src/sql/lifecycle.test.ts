@@ -8,7 +8,7 @@ import { canTransition, FAIL_METHOD, type TaskState } from '@deferrable/domain';
 import { createTestEnv, type TestEnv } from '@deferrable/testkit';
 import { Client, type Pool } from 'pg';
 import { insertTaskInstance, type NewTaskInstance } from './enqueue';
-import { dispatchDue, dispatchIds, redispatch, staleQueued } from './dispatch';
+import { dispatchDue, dispatchDueWithin, dispatchIds, redispatch, staleQueued } from './dispatch';
 import { endJob, heartbeatJob, listJobs, registerJob } from './jobs';
 import { cancelTask, deleteOrphanTriggers, lockStaleRuns } from './recovery';
 import { recordRejection } from './rejections';
@@ -208,6 +208,42 @@ describe('dispatch', () => {
     // dispatchIds: only tasks still scheduled and due.
     expect(await dispatchIds(pool, [high, later], ACTOR)).toEqual([]);
     expect(await dispatchIds(pool, [], ACTOR)).toEqual([]);
+  });
+
+  it('dispatchDueWithin keeps each queue below its backlog mark; live workers raise the mark; the rest wait in priority order', async () => {
+    const limits = { ahead: 3, workersAliveWithinMs: 60_000 };
+    const io = await Promise.all(Array.from({ length: 6 }, (_, i) => enqueue({ queue: 'io', priority: i })));
+    const cpu = await Promise.all(Array.from({ length: 2 }, () => enqueue({ queue: 'cpu' })));
+    // No worker serves either queue: the mark is `ahead`, and a full unserved queue does not ask for a quick look.
+    let r = await dispatchDueWithin(pool, 3, ACTOR, limits);
+    expect(r.rows.map((x) => x.id)).toEqual([io[5], io[4], io[3]]);
+    r = await dispatchDueWithin(pool, 10, ACTOR, limits);
+    expect(r.rows.map((x) => x.id).sort()).toEqual([...cpu].sort()); // io is full (3 queued), cpu is not
+    expect(r.held).toBe(false);
+    expect(await count(`task_instance WHERE queue = 'io' AND state = 'scheduled'`)).toBe(3);
+
+    // A live worker with 2 slots on each of two queues serves io: mark = max(3, 2 * 2) = 4.
+    await registerJob(pool, { id: randomUUID(), jobType: 'worker', hostname: 'w', pid: 1, capacity: 4, queues: ['io', 'other'] });
+    r = await dispatchDueWithin(pool, 10, ACTOR, limits);
+    expect(r.rows.map((x) => x.id)).toEqual([io[2], io[1], io[0]]); // soft mark: one batch may overshoot
+    r = await dispatchDueWithin(pool, 10, ACTOR, limits);
+    expect(r).toEqual({ rows: [], held: true }); // io is served and at its mark: look again soon
+
+    // The workers drain io: dispatch resumes.
+    const more = await enqueue({ queue: 'io', priority: 9 });
+    await pool.query(`UPDATE task_instance SET state = 'running' WHERE queue = 'io' AND state = 'queued'`);
+    r = await dispatchDueWithin(pool, 10, ACTOR, limits);
+    expect(r.rows.map((x) => x.id)).toEqual([more]);
+    expect(r.held).toBe(false);
+    // A worker whose heartbeat is too old does not count.
+    await pool.query(`UPDATE job SET latest_heartbeat = now() - interval '1 hour'`);
+    await Promise.all(Array.from({ length: 3 }, () => enqueue({ queue: 'io' })));
+    await enqueue({ queue: 'io' });
+    r = await dispatchDueWithin(pool, 2, ACTOR, limits);
+    expect(r.rows).toHaveLength(2); // 1 queued + 2 = the mark of 3 with no live worker
+    r = await dispatchDueWithin(pool, 10, ACTOR, limits);
+    expect(r).toEqual({ rows: [], held: false }); // full, but no live worker serves it
+    expect(await count(`task_instance WHERE queue = 'io' AND state = 'scheduled'`)).toBe(2);
   });
 
   it('two schedulers dispatching at once never take the same task', async () => {

@@ -9,7 +9,7 @@ import {
 import {
   CHANNELS,
   deleteOrphanTriggers,
-  dispatchDue,
+  dispatchDueWithin,
   dispatchIds,
   failRun,
   firedUnapplied,
@@ -37,6 +37,11 @@ import { retryInMs } from '../retry';
 export interface SchedulerOptions {
   pollMs: number;
   dispatchBatch: number;
+  /**
+   * Dispatch into a queue waits while it holds this many queued tasks (or twice its live workers'
+   * slots, if more); the rest stay scheduled in PostgreSQL, in priority order.
+   */
+  dispatchAhead: number;
   /** A running task whose heartbeat is older than this is reaped (retried or failed). */
   reapAfterMs: number;
   /** A queued task whose job is missing from Redis for this long is dispatched again. */
@@ -140,11 +145,17 @@ export class Scheduler {
     }
   }
 
-  private async dispatchAllDue(): Promise<void> {
+  /**
+   * Dispatches what is due, batch by batch. While a served queue is at its backlog mark, returns
+   * a short delay for the next look (its workers drain it quickly), instead of the poll interval.
+   */
+  private async dispatchAllDue(): Promise<number | undefined> {
+    const limits = { ahead: this.opts.dispatchAhead, workersAliveWithinMs: this.opts.reapAfterMs };
     for (;;) {
-      const rows = await dispatchDue(this.res.db.pool, this.opts.dispatchBatch, this.actor);
+      const { rows, held } = await dispatchDueWithin(this.res.db.pool, this.opts.dispatchBatch, this.actor, limits);
       await this.publish(rows);
-      if (rows.length < this.opts.dispatchBatch) return;
+      if (held) return Math.max(10, Math.min(50, this.opts.pollMs / 10));
+      if (rows.length < this.opts.dispatchBatch) return undefined;
     }
   }
 
