@@ -65,6 +65,7 @@ function benchDefaults(o: Pick<PipelineOptions, 'slots' | 'eventConcurrency' | '
     DEFERRABLE_WORKER_SLOTS: String(o.slots),
     DEFERRABLE_EVENT_CONCURRENCY: String(o.eventConcurrency),
     DEFERRABLE_DISPATCH_BATCH: String(o.dispatchBatch),
+    DEFERRABLE_DISPATCH_AHEAD: '1000',
     DEFERRABLE_CLEANUP_INTERVAL_MS: '5000',
     DEFERRABLE_POLL_MS: '1000',
     DEFERRABLE_HEARTBEAT_MS: '2000',

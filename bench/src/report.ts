@@ -93,7 +93,7 @@ export function printReport(o: LifecycleOptions, m: MachineFacts, runs: readonly
     `Deferrable lifecycle benchmark: ${o.tasks} tasks x ${runs.length} run(s), figures are medians of runs`,
     `machine: ${m.cores} cores (${m.cpuModel}), ${m.memoryGiB} GiB RAM, 1-min load before start ${m.loadAvg1m}; node ${m.node}, PostgreSQL ${m.postgres}, Redis ${m.redis}`,
     `load: ${o.rate === null ? 'all tasks enqueued at once (chunks of 1000): a backlog, as specified' : `open loop, ${o.rate} tasks/s (--rate): not the specified load`}`,
-    `settings: worker slots ${o.slots} (BullMQ-only concurrency ${o.slots}), scheduler event concurrency ${o.eventConcurrency}, dispatch batch ${o.dispatchBatch}, LOG_LEVEL=warn, timer delays uniform over [0, 1000) ms`,
+    `settings: worker slots ${o.slots} (BullMQ-only concurrency ${o.slots}), scheduler event concurrency ${o.eventConcurrency}, dispatch batch ${o.dispatchBatch}, dispatch backlog mark ${process.env.DEFERRABLE_DISPATCH_AHEAD ?? 1000}, LOG_LEVEL=warn, timer delays uniform over [0, 1000) ms`,
     `environment overrides: ${environmentOverrides().join(' ') || 'none'}`,
     '',
     mainTable(runs),

@@ -495,7 +495,7 @@ describe('schema.prisma and the migrations', () => {
       ['a column made optional', (s: string) => s.replace('pid             Int', 'pid             Int?'), 'column job.pid integer NULL'],
       ['a default dropped', (s: string) => s.replace('capacity        Int       @default(0)', 'capacity        Int'), 'column job.capacity integer NOT NULL'],
       ['a type changed', (s: string) => s.replace('classpath   String', 'classpath   String @db.VarChar(200)'), 'column trigger.classpath character varying(200) NOT NULL'],
-      ['an index order changed', (s: string) => s.replace('priority(sort: Desc)', 'priority'), 'index task_instance.task_instance_dispatch_idx (priority, run_after)'],
+      ['an index order changed', (s: string) => s.replace('priority(sort: Desc)', 'priority'), 'index task_instance.task_instance_dispatch_idx (queue, priority, run_after)'],
       [
         'a partial index predicate changed',
         (s: string) => s.replace(`where: raw("(state = 'running'::task_state)")`, `where: raw("(state = 'queued'::task_state)")`),

@@ -63,4 +63,23 @@ describe('Batcher', () => {
     await new Promise((r) => setImmediate(r)); // the batch's bookkeeping settles after its items
     expect(b.pending).toBe(0);
   });
+
+  test('drain waits until every item has settled', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const b = new Batcher<number, number>(async (items) => {
+      await gate;
+      return items;
+    });
+    const added = [b.add(1), b.add(2)];
+    let drained = false;
+    const d = b.drain(1).then(() => (drained = true));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(drained).toBe(false);
+    release();
+    await d;
+    expect(drained).toBe(true);
+    expect(b.pending).toBe(0);
+    await expect(Promise.all(added)).resolves.toEqual([1, 2]);
+  });
 });

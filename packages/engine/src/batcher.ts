@@ -21,12 +21,12 @@ export class Batcher<T, R> {
   add(item: T): Promise<R> {
     return new Promise<R>((resolve, reject) => {
       this.items.push({ item, resolve, reject });
-      if (this.items.length >= this.maxSize) this.drain();
+      if (this.items.length >= this.maxSize) this.launch();
       else if (!this.scheduled) {
         this.scheduled = true;
         setImmediate(() => {
           this.scheduled = false;
-          this.drain();
+          this.launch();
         });
       }
     });
@@ -37,7 +37,12 @@ export class Batcher<T, R> {
     return this.items.length + this.inFlightItems;
   }
 
-  private drain(): void {
+  /** Resolves once every item added so far (and any added meanwhile) has settled. */
+  async drain(pollMs = 5): Promise<void> {
+    while (this.pending > 0) await new Promise((r) => setTimeout(r, pollMs));
+  }
+
+  private launch(): void {
     while (this.items.length > 0 && this.inFlight < this.maxConcurrent) {
       const batch = this.items.splice(0, this.maxSize);
       this.inFlight++;
@@ -58,7 +63,7 @@ export class Batcher<T, R> {
       ).finally(() => {
         this.inFlight--;
         this.inFlightItems -= batch.length;
-        if (this.items.length > 0) this.drain();
+        if (this.items.length > 0) this.launch();
       });
     }
   }

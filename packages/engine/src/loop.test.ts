@@ -52,4 +52,17 @@ describe('Loop', () => {
     await loop.stop();
     expect(calls).toBe(4);
   });
+
+  test('a step asking to run again at once still waits a few milliseconds (no spin)', async () => {
+    let calls = 0;
+    const loop = new Loop('t', 10_000, async () => {
+      calls++;
+      return 0;
+    }, silentLogger());
+    loop.start();
+    await new Promise((r) => setTimeout(r, 100));
+    await loop.stop();
+    expect(calls).toBeGreaterThan(3);
+    expect(calls).toBeLessThanOrEqual(21); // at most one step per 5 ms
+  });
 });

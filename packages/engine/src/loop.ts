@@ -6,6 +6,8 @@ import type { Logger } from '@deferrable/logging';
  * number of milliseconds to run again sooner than the interval. A failing step is logged and
  * retried at the next tick, so a passing database outage does not stop the loop.
  */
+const MIN_SOONER_MS = 5;
+
 export class Loop {
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<number | undefined> | null = null;
@@ -54,7 +56,8 @@ export class Loop {
           this.wakeRequested = false;
           this.schedule(0);
         } else {
-          this.schedule(soonerMs === undefined ? this.intervalMs : Math.min(this.intervalMs, soonerMs));
+          // At least a few milliseconds: a step that keeps asking for 0 must not spin.
+          this.schedule(soonerMs === undefined ? this.intervalMs : Math.min(this.intervalMs, Math.max(MIN_SOONER_MS, soonerMs)));
         }
       });
     }, ms);

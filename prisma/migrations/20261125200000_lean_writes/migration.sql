@@ -14,7 +14,7 @@ DROP INDEX "task_instance_idempotency_key_key";
 CREATE UNIQUE INDEX "task_instance_idempotency_key_key" ON "task_instance"("idempotency_key") WHERE (idempotency_key IS NOT NULL);
 
 -- CreateIndex
-CREATE INDEX "task_instance_dispatch_idx" ON "task_instance"("priority" DESC, "run_after") WHERE (state = 'scheduled'::task_state);
+CREATE INDEX "task_instance_dispatch_idx" ON "task_instance"("queue", "priority" DESC, "run_after") WHERE (state = 'scheduled'::task_state);
 
 -- CreateIndex
 CREATE INDEX "task_instance_retry_idx" ON "task_instance"("run_after") WHERE (state = 'up_for_retry'::task_state);
@@ -46,7 +46,10 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION "deferrable_log_updated"() RETURNS trigger LANGUAGE plpgsql AS $$
+-- The join of the transition tables is planned once per connection and cached; planned for a
+-- one-row statement it would be a nested loop, quadratic for a batch of thousands. Hash or merge
+-- joins only.
+CREATE FUNCTION "deferrable_log_updated"() RETURNS trigger LANGUAGE plpgsql SET enable_nestloop = off AS $$
 BEGIN
   INSERT INTO "task_transition" ("task_instance_id", "try_number", "from_state", "to_state", "actor")
   SELECT n."id", n."try_number", o."state", n."state", n."last_actor"

@@ -2,15 +2,21 @@ import type { Queryable } from '../client';
 import type { DispatchRow } from './rows';
 
 // Dispatches due scheduled rows in priority order, but only into queues whose backlog (queued
-// rows, i.e. jobs waiting in Redis or running) is below a high-water mark: the larger of `ahead`
-// and twice the slots of the live workers that serve the queue. The rest wait in PostgreSQL, where
-// priority still orders them, instead of flooding Redis (and the scheduler's event loop) with a
-// burst's whole backlog at once. `held` says a queue with live workers is at its mark, so the
-// caller should look again soon. A soft limit: one call may overshoot by up to `limit` rows.
-// Indexes: task_instance_dispatch_idx, task_instance_queued_idx (partial, per state).
-// SKIP LOCKED lets several schedulers dispatch at once without taking the same rows.
+// rows, i.e. jobs waiting in Redis or running) is below a mark: the larger of `ahead` and twice
+// the slots of the live workers that serve the queue. The rest wait in PostgreSQL, where priority
+// still orders them, instead of flooding Redis (and the scheduler's event loop) with a burst's
+// whole backlog at once. `held` says a queue with live workers is at its mark (after this
+// dispatch), so the caller should look again soon.
+// The queues with scheduled rows are found by a loose index scan (one probe per queue), and each
+// queue with room is read from its own part of task_instance_dispatch_idx, so a full queue costs
+// nothing however many rows wait in it. SKIP LOCKED lets several schedulers dispatch at once.
 const DISPATCH_DUE = `
-WITH live AS (
+WITH RECURSIVE queues AS (
+  (SELECT queue FROM task_instance WHERE state = 'scheduled' ORDER BY queue LIMIT 1)
+  UNION ALL
+  SELECT (SELECT t.queue FROM task_instance t WHERE t.state = 'scheduled' AND t.queue > q.queue ORDER BY t.queue LIMIT 1)
+  FROM queues q WHERE q.queue IS NOT NULL
+), live AS (
   SELECT q.queue, sum(j.capacity / greatest(1, cardinality(j.queues))) AS slots
   FROM job j CROSS JOIN LATERAL unnest(j.queues) AS q(queue)
   WHERE j.job_type = 'worker' AND j.state = 'running'
@@ -18,15 +24,23 @@ WITH live AS (
   GROUP BY q.queue
 ), backlog AS (
   SELECT queue, count(*) AS queued FROM task_instance WHERE state = 'queued' GROUP BY queue
-), full_queue AS (
-  SELECT b.queue, l.slots IS NOT NULL AS served FROM backlog b LEFT JOIN live l ON l.queue = b.queue
-  WHERE b.queued >= greatest($3::bigint, 2 * coalesce(l.slots, 0))
+), room AS (
+  SELECT q.queue, l.slots IS NOT NULL AS served,
+         greatest($3::bigint, 2 * coalesce(l.slots, 0)) - coalesce(b.queued, 0) AS room
+  FROM queues q LEFT JOIN live l ON l.queue = q.queue LEFT JOIN backlog b ON b.queue = q.queue
+  WHERE q.queue IS NOT NULL
 ), picked AS (
-  SELECT id FROM task_instance
-  WHERE state = 'scheduled' AND run_after <= now() AND queue <> ALL (ARRAY(SELECT queue FROM full_queue))
-  ORDER BY priority DESC, run_after
+  SELECT p.id, p.priority, p.run_after, r.queue FROM room r
+  CROSS JOIN LATERAL (
+    SELECT ti.id, ti.priority, ti.run_after FROM task_instance ti
+    WHERE ti.state = 'scheduled' AND ti.queue = r.queue AND ti.run_after <= now()
+    ORDER BY ti.priority DESC, ti.run_after
+    LIMIT least($1::bigint, greatest(r.room, 0))
+    FOR UPDATE SKIP LOCKED
+  ) p
+  WHERE r.room > 0
+  ORDER BY p.priority DESC, p.run_after
   LIMIT $1
-  FOR UPDATE SKIP LOCKED
 ), upd AS (
   UPDATE task_instance ti
   SET state = 'queued', dispatch_attempt = ti.dispatch_attempt + 1, queued_at = now(), updated_at = now(), last_actor = $2
@@ -34,7 +48,7 @@ WITH live AS (
   RETURNING ti.id, ti.try_number, ti.dispatch_attempt, ti.queue, ti.priority, ti.next_method, ti.run_after
 )
 SELECT h.held, u.id, u.try_number, u.dispatch_attempt, u.queue, u.priority, u.next_method
-FROM (SELECT EXISTS (SELECT 1 FROM full_queue WHERE served) AS held) h
+FROM (SELECT EXISTS (SELECT 1 FROM room r WHERE r.served AND r.room <= (SELECT count(*) FROM picked p WHERE p.queue = r.queue)) AS held) h
 LEFT JOIN upd u ON true
 ORDER BY u.priority DESC, u.run_after`;
 
@@ -47,7 +61,8 @@ export interface DispatchLimits {
 
 /**
  * scheduled -> queued for up to `limit` due task instances, in priority order, into queues below
- * their backlog mark; the caller publishes one job each. `held`: a served queue is at its mark.
+ * their backlog mark (never past it); the caller publishes one job each. `held`: a queue with
+ * live workers is at its mark once these are dispatched.
  */
 export async function dispatchDueWithin(
   db: Queryable,

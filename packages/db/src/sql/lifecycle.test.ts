@@ -210,40 +210,61 @@ describe('dispatch', () => {
     expect(await dispatchIds(pool, [], ACTOR)).toEqual([]);
   });
 
-  it('dispatchDueWithin keeps each queue below its backlog mark; live workers raise the mark; the rest wait in priority order', async () => {
+  it('dispatchDueWithin keeps each queue at or below its backlog mark; live workers raise the mark; the rest wait in priority order', async () => {
     const limits = { ahead: 3, workersAliveWithinMs: 60_000 };
     const io = await Promise.all(Array.from({ length: 6 }, (_, i) => enqueue({ queue: 'io', priority: i })));
     const cpu = await Promise.all(Array.from({ length: 2 }, () => enqueue({ queue: 'cpu' })));
-    // No worker serves either queue: the mark is `ahead`, and a full unserved queue does not ask for a quick look.
-    let r = await dispatchDueWithin(pool, 3, ACTOR, limits);
-    expect(r.rows.map((x) => x.id)).toEqual([io[5], io[4], io[3]]);
+    // No worker serves either queue: the mark is `ahead` (3).
+    let r = await dispatchDueWithin(pool, 10, ACTOR, limits);
+    expect(r.rows.map((x) => x.id).slice(0, 3)).toEqual([io[5], io[4], io[3]]); // priority order across queues
+    expect(r.rows.map((x) => x.id).slice(3).sort()).toEqual([...cpu].sort());
+    expect(r.held).toBe(false); // io is full, but no live worker serves it: no quick look needed
     r = await dispatchDueWithin(pool, 10, ACTOR, limits);
-    expect(r.rows.map((x) => x.id).sort()).toEqual([...cpu].sort()); // io is full (3 queued), cpu is not
-    expect(r.held).toBe(false);
+    expect(r).toEqual({ rows: [], held: false });
     expect(await count(`task_instance WHERE queue = 'io' AND state = 'scheduled'`)).toBe(3);
 
-    // A live worker with 2 slots on each of two queues serves io: mark = max(3, 2 * 2) = 4.
+    // A live worker with 2 slots on each of two queues serves io: mark = max(3, 2 * 2) = 4, room 1.
     await registerJob(pool, { id: randomUUID(), jobType: 'worker', hostname: 'w', pid: 1, capacity: 4, queues: ['io', 'other'] });
     r = await dispatchDueWithin(pool, 10, ACTOR, limits);
-    expect(r.rows.map((x) => x.id)).toEqual([io[2], io[1], io[0]]); // soft mark: one batch may overshoot
+    expect(r.rows.map((x) => x.id)).toEqual([io[2]]);
+    expect(r.held).toBe(true); // io is served and now at its mark: look again soon
     r = await dispatchDueWithin(pool, 10, ACTOR, limits);
-    expect(r).toEqual({ rows: [], held: true }); // io is served and at its mark: look again soon
+    expect(r).toEqual({ rows: [], held: true });
 
-    // The workers drain io: dispatch resumes.
+    // The workers drain io: dispatch goes on, highest priority first, up to the mark.
     const more = await enqueue({ queue: 'io', priority: 9 });
     await pool.query(`UPDATE task_instance SET state = 'running' WHERE queue = 'io' AND state = 'queued'`);
     r = await dispatchDueWithin(pool, 10, ACTOR, limits);
-    expect(r.rows.map((x) => x.id)).toEqual([more]);
-    expect(r.held).toBe(false);
-    // A worker whose heartbeat is too old does not count.
+    expect(r.rows.map((x) => x.id)).toEqual([more, io[1], io[0]]);
+    expect(r.held).toBe(false); // 3 queued, mark 4: below the mark
+    // A batch limit smaller than the room takes the highest priorities first.
+    const [p7, p8] = [await enqueue({ queue: 'io', priority: 7 }), await enqueue({ queue: 'io', priority: 8 })];
+    r = await dispatchDueWithin(pool, 1, ACTOR, limits);
+    expect(r.rows.map((x) => x.id)).toEqual([p8]);
+    expect(r.held).toBe(true); // 4 queued: at the mark
+    expect(await dispatchDueWithin(pool, 1, ACTOR, limits)).toEqual({ rows: [], held: true });
+    // A worker whose heartbeat is too old does not count: the mark falls back to `ahead` (3).
     await pool.query(`UPDATE job SET latest_heartbeat = now() - interval '1 hour'`);
-    await Promise.all(Array.from({ length: 3 }, () => enqueue({ queue: 'io' })));
-    await enqueue({ queue: 'io' });
-    r = await dispatchDueWithin(pool, 2, ACTOR, limits);
-    expect(r.rows).toHaveLength(2); // 1 queued + 2 = the mark of 3 with no live worker
+    await pool.query(`UPDATE task_instance SET state = 'running' WHERE queue = 'io' AND state = 'queued' AND id <> $1`, [p8]);
     r = await dispatchDueWithin(pool, 10, ACTOR, limits);
-    expect(r).toEqual({ rows: [], held: false }); // full, but no live worker serves it
-    expect(await count(`task_instance WHERE queue = 'io' AND state = 'scheduled'`)).toBe(2);
+    expect(r.rows.map((x) => x.id)).toEqual([p7]);
+    expect(await count(`task_instance WHERE queue = 'io' AND state = 'queued'`)).toBe(2);
+  });
+
+  it('dispatchDueWithin on a full queue does not read its waiting rows', async () => {
+    const limits = { ahead: 1, workersAliveWithinMs: 60_000 };
+    await Promise.all(Array.from({ length: 200 }, () => enqueue({ queue: 'busy' })));
+    await registerJob(pool, { id: randomUUID(), jobType: 'worker', hostname: 'w', pid: 1, capacity: 1, queues: ['busy'] });
+    expect((await dispatchDueWithin(pool, 10, ACTOR, limits)).rows).toHaveLength(2); // mark = 2 x 1 slot
+    await pool.query('ANALYZE task_instance');
+    const before = await pool.query<{ n: string }>(`SELECT idx_tup_read AS n FROM pg_stat_user_indexes WHERE indexrelname = 'task_instance_dispatch_idx'`);
+    for (let i = 0; i < 5; i++) expect(await dispatchDueWithin(pool, 10, ACTOR, limits)).toEqual({ rows: [], held: true });
+    await sleep(600); // index statistics are flushed by the backend about every 500 ms
+    await pool.query('SELECT pg_stat_force_next_flush()').catch(() => undefined);
+    const after = await pool.query<{ n: string }>(`SELECT idx_tup_read AS n FROM pg_stat_user_indexes WHERE indexrelname = 'task_instance_dispatch_idx'`);
+    // Five polls of a full queue holding 198 rows: a few index probes each (finding the queues),
+    // not 198 rows each.
+    expect(Number(after.rows[0]!.n) - Number(before.rows[0]!.n)).toBeLessThan(5 * 20);
   });
 
   it('two schedulers dispatching at once never take the same task', async () => {
@@ -630,7 +651,7 @@ describe('recovery', () => {
     const a = await running({}, alive);
     const b = await running({}, dead);
     await sleep(80);
-    expect((await heartbeatRuns(pool, alive)).map((r) => r.id)).toEqual([a.id]);
+    expect((await heartbeatRuns(pool, alive, [a.id])).map((r) => r.id)).toEqual([a.id]);
 
     const c1 = await pool.connect();
     const c2 = await pool.connect();
@@ -654,7 +675,7 @@ describe('recovery', () => {
     expect((await task(b.id)).state).toBe('up_for_retry');
     expect((await task(a.id)).state).toBe('running');
     // The dead worker, back from a pause, holds nothing.
-    expect(await heartbeatRuns(pool, dead)).toEqual([]);
+    expect(await heartbeatRuns(pool, dead, [b.id])).toEqual([]);
     expect(await succeedRun(pool, b, 'late')).toBe(false);
   });
 
@@ -736,7 +757,7 @@ describe('cancelTask', () => {
     await cancelTask(pool, key.id, ACTOR);
     expect(await succeedRun(pool, key, 1)).toBe(false);
     expect(await failRun(pool, key, {}, 0)).toBe(false);
-    expect(await heartbeatRuns(pool, key.workerId)).toEqual([]);
+    expect(await heartbeatRuns(pool, key.workerId, [key.id])).toEqual([]);
   });
 });
 
@@ -757,6 +778,22 @@ describe('batched worker steps (one statement for many runs)', () => {
     expect((await task(b.id))!.state).toBe('queued');
     // one audit row per started task, none for the refused keys
     expect(await count('task_transition WHERE task_instance_id = ANY($1) AND to_state = $2', [[a.id, b.id, c.id], 'running'])).toBe(2);
+  });
+
+  it('a key in upper case starts its run (PostgreSQL answers in lower case)', async () => {
+    const d = await queued();
+    const workerId = randomUUID();
+    const [row] = await startRuns(pool, [{ id: d.id.toUpperCase(), tryNumber: 1, dispatchAttempt: d.dispatch_attempt, workerId: workerId.toUpperCase(), actor: ACTOR }]);
+    expect(row).toMatchObject({ id: d.id, state: 'running', worker_id: workerId });
+  });
+
+  it('the run heartbeat renews only the runs the worker names, so a run it lost track of is reaped', async () => {
+    const workerId = randomUUID();
+    const known = await running({}, workerId);
+    const orphan = await running({}, workerId); // started, but the worker never learnt it
+    await sleep(80);
+    expect((await heartbeatRuns(pool, workerId, [known.id])).map((r) => r.id)).toEqual([known.id]);
+    expect((await lockStaleRuns(pool, 50, 10)).map((r) => r.id)).toEqual([orphan.id]);
   });
 
   it('succeedRuns and deferRuns record only the runs still held, each with its own result or trigger', async () => {
@@ -805,7 +842,7 @@ describe('the transition audit log', () => {
     const [d1] = await dispatchDue(pool, 1, 'scheduler-1');
     const workerId = randomUUID();
     await startRun(pool, { id, tryNumber: 1, dispatchAttempt: d1!.dispatch_attempt, workerId, actor: 'worker-1' });
-    await heartbeatRuns(pool, workerId);
+    await heartbeatRuns(pool, workerId, [id]);
     const triggerId = randomUUID();
     await deferRun(
       pool,
@@ -840,7 +877,7 @@ describe('the transition audit log', () => {
     const before = await transitions(key.id);
     await startRun(pool, { id: key.id, tryNumber: 1, dispatchAttempt: 1, workerId: randomUUID(), actor: 'x' });
     await succeedRun(pool, { ...key, workerId: randomUUID() }, 1);
-    await heartbeatRuns(pool, key.workerId);
+    await heartbeatRuns(pool, key.workerId, [key.id]);
     expect(await transitions(key.id)).toEqual(before);
   });
 });

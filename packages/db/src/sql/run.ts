@@ -7,14 +7,17 @@ import { TASK_COLUMNS, type TaskInstanceRow } from './rows';
 // Each takes a batch: a worker records the steps of all its slots together (one statement and one
 // commit for everything that finished in the same moment), since one synchronous commit per task
 // per step is what capped throughput (bench/RESULTS.md). A single step is a batch of one. Keys are
-// passed as parallel arrays and joined with unnest, so the statement text never changes.
+// passed as parallel arrays and joined with unnest, so the statement text never changes; the
+// extra `ti.id = ANY($1)` makes the planner fetch the rows by primary key rather than hash-join
+// the batch against every row in the state's partial index.
 
 const START = `
 UPDATE task_instance ti
 SET state = 'running', worker_id = k.worker_id, heartbeat_at = now(), started_at = coalesce(ti.started_at, now()),
     updated_at = now(), last_actor = k.actor
 FROM unnest($1::uuid[], $2::int[], $3::int[], $4::uuid[], $5::text[]) AS k(id, try_number, dispatch_attempt, worker_id, actor)
-WHERE ti.id = k.id AND ti.state = 'queued' AND ti.try_number = k.try_number AND ti.dispatch_attempt = k.dispatch_attempt
+WHERE ti.id = ANY($1::uuid[]) AND ti.id = k.id AND ti.state = 'queued' AND ti.try_number = k.try_number
+  AND ti.dispatch_attempt = k.dispatch_attempt
 RETURNING ${TASK_COLUMNS.split(',').map((c) => `ti.${c.trim()}`).join(', ')}`;
 
 export interface StartKey {
@@ -31,18 +34,20 @@ export interface StartKey {
  */
 export async function startRuns(db: Queryable, keys: readonly StartKey[]): Promise<(TaskInstanceRow | null)[]> {
   if (keys.length === 0) return [];
+  // PostgreSQL returns uuids in lower case; a key given in upper case must still find its row.
+  const ids = keys.map((k) => k.id.toLowerCase());
   const { rows } = await db.query<TaskInstanceRow>(START, [
-    keys.map((k) => k.id),
+    ids,
     keys.map((k) => k.tryNumber),
     keys.map((k) => k.dispatchAttempt),
     keys.map((k) => k.workerId),
     keys.map((k) => k.actor),
   ]);
   const started = new Map(rows.map((r) => [r.id, r]));
-  return keys.map((k) => {
-    const row = started.get(k.id);
-    if (!row || row.try_number !== k.tryNumber || row.dispatch_attempt !== k.dispatchAttempt || row.worker_id !== k.workerId) return null;
-    started.delete(k.id); // the same dispatch twice in one batch: only the first runs it
+  return keys.map((k, i) => {
+    const row = started.get(ids[i]!);
+    if (!row || row.try_number !== k.tryNumber || row.dispatch_attempt !== k.dispatchAttempt || row.worker_id !== k.workerId.toLowerCase()) return null;
+    started.delete(ids[i]!); // the same dispatch twice in one batch: only the first runs it
     return row;
   });
 }
@@ -59,7 +64,7 @@ export interface RunKey {
   actor: string;
 }
 
-const runOf = (id: string, tryNumber: number, workerId: string) => `${id}:${tryNumber}:${workerId}`;
+const runOf = (id: string, tryNumber: number, workerId: string) => `${id.toLowerCase()}:${tryNumber}:${workerId.toLowerCase()}`;
 
 /** Matches the runs a statement changed to its keys; a key repeated in the batch matches once. */
 function matched(keys: readonly RunKey[], changed: readonly { id: string; try_number: number; worker_id: string }[]): boolean[] {
@@ -72,7 +77,7 @@ UPDATE task_instance ti
 SET state = 'success', result = k.result::jsonb, error = NULL, ended_at = now(), updated_at = now(), last_actor = k.actor,
     next_method = NULL, next_kwargs = NULL
 FROM unnest($1::uuid[], $2::int[], $3::uuid[], $4::text[], $5::text[]) AS k(id, try_number, worker_id, result, actor)
-WHERE ti.id = k.id AND ti.state = 'running' AND ti.try_number = k.try_number AND ti.worker_id = k.worker_id
+WHERE ti.id = ANY($1::uuid[]) AND ti.id = k.id AND ti.state = 'running' AND ti.try_number = k.try_number AND ti.worker_id = k.worker_id
 RETURNING ti.id, ti.try_number, k.worker_id`;
 
 /** running -> success with each run's result; true for each run that was still this worker's. */
@@ -136,7 +141,7 @@ WITH k AS (
       trigger_timeout = CASE WHEN k.timeout_ms IS NULL THEN NULL ELSE now() + make_interval(secs => k.timeout_ms / 1000) END,
       worker_id = NULL, heartbeat_at = NULL, updated_at = now(), last_actor = k.actor
   FROM k
-  WHERE ti.id = k.id AND ti.state = 'running' AND ti.try_number = k.try_number AND ti.worker_id = k.worker_id
+  WHERE ti.id = ANY($1::uuid[]) AND ti.id = k.id AND ti.state = 'running' AND ti.try_number = k.try_number AND ti.worker_id = k.worker_id
   RETURNING ti.trigger_id
 ), trg AS (
   INSERT INTO trigger (id, classpath, kwargs, queue)
@@ -171,14 +176,17 @@ export async function deferRun(db: Queryable, k: RunKey, d: Deferral): Promise<b
   return (await deferRuns(db, [{ key: k, deferral: d }]))[0] ?? false;
 }
 
-// Index: task_instance_heartbeat_idx (state, heartbeat_at) does not lead with worker_id; the
-// running set is small, and the state prefix keeps the scan to running rows.
+// Only the runs the worker has in hand: a row left `running` under this worker that it does not
+// know of (its start committed but the answer was lost with the connection) stops being
+// heartbeated, so the reaper takes it back instead of it staying running for good.
+// Index: the primary key (ids given).
 const HEARTBEAT = `
 UPDATE task_instance SET heartbeat_at = now()
-WHERE state = 'running' AND worker_id = $1
+WHERE id = ANY($2::uuid[]) AND state = 'running' AND worker_id = $1
 RETURNING id, try_number`;
 
-/** Heartbeats every run this worker holds; returns the ones it still holds. */
-export async function heartbeatRuns(db: Queryable, workerId: string): Promise<{ id: string; try_number: number }[]> {
-  return (await db.query<{ id: string; try_number: number }>(HEARTBEAT, [workerId])).rows;
+/** Heartbeats these runs of this worker; returns the ones it still holds. */
+export async function heartbeatRuns(db: Queryable, workerId: string, ids: readonly string[]): Promise<{ id: string; try_number: number }[]> {
+  if (ids.length === 0) return [];
+  return (await db.query<{ id: string; try_number: number }>(HEARTBEAT, [workerId, ids])).rows;
 }

@@ -81,6 +81,8 @@ export class Scheduler {
   private readonly resumes: Batcher<string, void>;
   private readonly consumers: Worker[] = [];
   private listener: Listener | null = null;
+  /** How soon to look again while a queue is at its backlog mark (see dispatchAllDue). */
+  private heldRetryMs = 50;
 
   constructor(
     private readonly res: Resources,
@@ -146,17 +148,24 @@ export class Scheduler {
   }
 
   /**
-   * Dispatches what is due, batch by batch. While a served queue is at its backlog mark, returns
-   * a short delay for the next look (its workers drain it quickly), instead of the poll interval.
+   * Dispatches what is due, batch by batch. While a served queue is at its backlog mark, asks to
+   * look again soon (its workers drain it quickly): after 50 ms while dispatching keeps finding
+   * room, backing off to the poll interval while it finds none (workers busy with long tasks).
    */
   private async dispatchAllDue(): Promise<number | undefined> {
     const limits = { ahead: this.opts.dispatchAhead, workersAliveWithinMs: this.opts.reapAfterMs };
+    let dispatched = 0;
+    let held = false;
     for (;;) {
-      const { rows, held } = await dispatchDueWithin(this.res.db.pool, this.opts.dispatchBatch, this.actor, limits);
-      await this.publish(rows);
-      if (held) return Math.max(10, Math.min(50, this.opts.pollMs / 10));
-      if (rows.length < this.opts.dispatchBatch) return undefined;
+      const batch = await dispatchDueWithin(this.res.db.pool, this.opts.dispatchBatch, this.actor, limits);
+      await this.publish(batch.rows);
+      dispatched += batch.rows.length;
+      held = batch.held;
+      if (batch.rows.length < this.opts.dispatchBatch) break;
     }
+    const quick = Math.max(10, Math.min(50, this.opts.pollMs / 10));
+    this.heldRetryMs = !held ? quick : dispatched > 0 ? quick : Math.min(this.opts.pollMs, this.heldRetryMs * 2);
+    return held ? this.heldRetryMs : undefined;
   }
 
   private async dispatchNow(ids: readonly string[]): Promise<void> {

@@ -127,7 +127,7 @@ export class Triggerer {
     for (const r of stopped) this.cancel(r, new Error('triggerer stopping'));
     this.timers.stop();
     await Promise.all(stopped.map((r) => r.done));
-    await this.drainOutcomes();
+    await this.outcomes.drain();
     const released = await releaseTriggers(this.res.db.pool, this.triggererId).catch((err: unknown) => {
       this.res.logger.error({ err }, 'could not release triggers');
       return 0;
@@ -316,10 +316,6 @@ export class Triggerer {
     }
     const set = new Set(recorded);
     return items.map((i) => set.has(i.triggerId));
-  }
-
-  private async drainOutcomes(): Promise<void> {
-    while (this.outcomes.pending > 0) await new Promise((r) => setTimeout(r, 5));
   }
 
   /** Stops triggers no longer assigned here (task cancelled, timed out or resumed; or taken over). */

@@ -119,6 +119,9 @@ export class TaskWorker {
     await Promise.race([Promise.all(this.consumers.map((w) => w.close())), grace]);
     for (const run of this.active.values()) run.abort.abort(new Error('worker shutting down'));
     await Promise.all(this.consumers.map((w) => w.close(true).catch(() => undefined)));
+    // Outcomes still being recorded in batches reach PostgreSQL before its pool closes.
+    const recorded = Promise.all([this.starts.drain(), this.deferrals.drain(), this.successes.drain()]);
+    await Promise.race([recorded, new Promise<void>((resolve) => setTimeout(resolve, this.opts.shutdownGraceMs).unref())]);
     await this.heartbeat.stop();
     await this.hints.close();
     await this.job.stop();
@@ -229,7 +232,7 @@ export class TaskWorker {
   /** Heartbeats every run; a run the database no longer gives this worker (reaped, cancelled) is aborted. */
   private async heartbeatRuns(): Promise<void> {
     const issuedAt = Date.now();
-    const held = new Set((await heartbeatRuns(this.res.db.pool, this.workerId)).map((r) => `${r.id}:${r.try_number}`));
+    const held = new Set((await heartbeatRuns(this.res.db.pool, this.workerId, [...this.active.keys()])).map((r) => `${r.id}:${r.try_number}`));
     for (const [id, run] of this.active) {
       if (run.startedAt < issuedAt && !run.settling && !held.has(`${id}:${run.tryNumber}`) && !run.abort.signal.aborted) {
         this.res.logger.warn({ taskInstanceId: id, try: run.tryNumber }, 'run is no longer held by this worker; aborting it');
