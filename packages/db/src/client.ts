@@ -23,6 +23,10 @@ export function createDb(options: DbOptions): Db {
     connectionString: options.url,
     max: options.poolMax ?? 10,
     application_name: options.applicationName ?? 'deferrable',
+    // No JIT: every statement here is short, and a plan whose estimated cost crosses
+    // jit_above_cost (a count over many triggers, a disabled plan node) would spend 50-100 ms
+    // compiling it. PGOPTIONS still applies (node-pg ignores it once `options` is set).
+    options: [process.env.PGOPTIONS, '-c jit=off'].filter(Boolean).join(' '),
   });
   // An idle client's error (server restart) must not crash the process; the pool replaces it.
   pool.on('error', () => undefined);

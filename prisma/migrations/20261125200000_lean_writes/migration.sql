@@ -47,14 +47,30 @@ END
 $$;
 
 -- The join of the transition tables is planned once per connection and cached; planned for a
--- one-row statement it would be a nested loop, quadratic for a batch of thousands. Hash or merge
--- joins only.
-CREATE FUNCTION "deferrable_log_updated"() RETURNS trigger LANGUAGE plpgsql SET enable_nestloop = off AS $$
+-- one-row statement it would be a nested loop, quadratic for a batch of thousands: hash or merge
+-- joins only. No JIT: a disabled plan node's cost would otherwise trigger compilation (100 ms).
+-- A resume that is dispatched at once goes from deferred to queued in one statement: it passes
+-- through scheduled (never visible outside the statement), and the log records both steps.
+CREATE FUNCTION "deferrable_log_updated"() RETURNS trigger LANGUAGE plpgsql
+SET enable_nestloop = off SET jit = off AS $$
 BEGIN
+  WITH c AS (
+    SELECT n."id", n."try_number", n."last_actor", o."state" AS old_state, n."state" AS new_state
+    FROM new_rows n JOIN old_rows o ON o."id" = n."id"
+    WHERE n."state" IS DISTINCT FROM o."state"
+  )
   INSERT INTO "task_transition" ("task_instance_id", "try_number", "from_state", "to_state", "actor")
-  SELECT n."id", n."try_number", o."state", n."state", n."last_actor"
-  FROM new_rows n JOIN old_rows o ON o."id" = n."id"
-  WHERE n."state" IS DISTINCT FROM o."state";
+  SELECT x."id", x."try_number", x.from_state, x.to_state, x."last_actor"
+  FROM (
+    SELECT c."id", c."try_number", c."last_actor", c.old_state AS from_state, 'scheduled'::task_state AS to_state, 1 AS step
+    FROM c WHERE c.old_state = 'deferred' AND c.new_state = 'queued'
+    UNION ALL
+    SELECT c."id", c."try_number", c."last_actor",
+           CASE WHEN c.old_state = 'deferred' AND c.new_state = 'queued' THEN 'scheduled'::task_state ELSE c.old_state END,
+           c.new_state, 2
+    FROM c
+  ) x
+  ORDER BY x."id", x.step;
   RETURN NULL;
 END
 $$;

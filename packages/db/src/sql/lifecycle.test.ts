@@ -52,6 +52,7 @@ interface TaskRow {
   worker_id: string | null;
   heartbeat_at: Date | null;
   run_after: Date;
+  updated_at: Date;
   result: unknown;
   error: unknown;
   started_at: Date | null;
@@ -360,16 +361,18 @@ describe('succeedRun / failRun / retries', () => {
   it('failRun with retry -> up_for_retry; retriesDue increments the try once the delay has passed, once', async () => {
     const key = await running();
     const error = { code: 'TASK_FAILED', type: 'TaskFailedError', message: 'try again' };
-    expect(await failRun(pool, key, error, 200)).toBe(true);
+    expect(await failRun(pool, key, error, 60_000)).toBe(true);
     const t = await task(key.id);
     expect(t).toMatchObject({ state: 'up_for_retry', error, try_number: 1 });
     expect(t.ended_at).toBeNull();
-    expect(t.run_after.getTime()).toBeGreaterThan(Date.now() + 100);
+    // run_after = the failure's now() + the delay (updated_at is the same now()).
+    expect(t.run_after.getTime() - t.updated_at.getTime()).toBe(60_000);
 
     expect(await retriesDue(pool, 10, ACTOR)).toEqual([]);
     // The failed try's worker cannot touch it any more.
     expect(await succeedRun(pool, key, 'late')).toBe(false);
-    await sleep(250);
+    // The delay passes (moved in the database rather than slept).
+    await pool.query(`UPDATE task_instance SET run_after = now() - interval '1 millisecond' WHERE id = $1`, [key.id]);
     expect(await retriesDue(pool, 10, ACTOR)).toEqual([key.id]);
     expect(await retriesDue(pool, 10, ACTOR)).toEqual([]);
     const r = await task(key.id);
@@ -566,6 +569,38 @@ describe('resume', () => {
     expect(await dispatchDue(pool, 10, ACTOR)).toEqual([expect.objectContaining({ id: d.id, try_number: 1, dispatch_attempt: 2 })]);
   });
 
+  it('with dispatch, a resume goes on to queued in the same statement, logged as deferred -> scheduled -> queued', async () => {
+    const ok = await deferred({ nextKwargs: { keep: 'me' } });
+    const failed = await deferred();
+    const ended = await deferred();
+    await recordTriggerOutcomes(pool, [
+      { triggerId: ok.triggerId, outcome: { kind: 'event', payload: { n: 1 } } },
+      { triggerId: failed.triggerId, outcome: { kind: 'failure', error: { code: 'TRIGGER_FAILED', message: 'boom' } } },
+      { triggerId: ended.triggerId, outcome: { kind: 'event', payload: 'done', endTask: 'success' } },
+    ]);
+    const resumed = await resumeFromTriggers(pool, [ok.triggerId, failed.triggerId, ended.triggerId], 'scheduler-x', { dispatch: true });
+    const byId = new Map(resumed.map((r) => [r.id, r]));
+    expect(byId.get(ok.id)).toEqual({
+      id: ok.id,
+      state: 'queued',
+      trigger_id: ok.triggerId,
+      dispatch: { id: ok.id, try_number: 1, dispatch_attempt: 2, queue: 'default', priority: 0, next_method: 'resume_here' },
+    });
+    expect(byId.get(failed.id)!.dispatch).toMatchObject({ id: failed.id, dispatch_attempt: 2, next_method: FAIL_METHOD });
+    expect(byId.get(ended.id)).toEqual({ id: ended.id, state: 'success', trigger_id: ended.triggerId }); // no worker needed
+    expect(await task(ok.id)).toMatchObject({ state: 'queued', next_kwargs: { keep: 'me', event: { n: 1 } }, trigger_id: null });
+    expect((await task(ok.id)).queued_at).toBeInstanceOf(Date);
+    expect((await transitions(ok.id)).slice(-3)).toEqual([
+      ['running', 'deferred', 1, ACTOR],
+      ['deferred', 'scheduled', 1, 'scheduler-x'],
+      ['scheduled', 'queued', 1, 'scheduler-x'],
+    ]);
+    expect((await transitions(ended.id)).slice(-1)).toEqual([['deferred', 'success', 1, 'scheduler-x']]);
+    // At most once: a repeat changes nothing. The dispatched attempt starts like any other.
+    expect(await resumeFromTriggers(pool, [ok.triggerId], 'scheduler-x', { dispatch: true })).toEqual([]);
+    expect(await startRun(pool, { id: ok.id, tryNumber: 1, dispatchAttempt: 2, workerId: randomUUID(), actor: ACTOR })).not.toBeNull();
+  });
+
   it('a resume and its dispatch in one transaction dispatch every resumed task (run_after is rounded to ms)', async () => {
     // now() is fixed per transaction and run_after keeps milliseconds (rounded): in about half of
     // all transactions the stored run_after reads after now(). 16 transactions catch a strict
@@ -650,19 +685,21 @@ describe('recovery', () => {
     const dead = randomUUID();
     const a = await running({}, alive);
     const b = await running({}, dead);
-    await sleep(80);
+    // Both last heartbeated a minute ago (time moved in the database, not slept: a loaded machine
+    // must not turn a fresh heartbeat stale); the live worker then heartbeats.
+    await pool.query(`UPDATE task_instance SET heartbeat_at = now() - interval '1 minute' WHERE id = ANY($1::uuid[])`, [[a.id, b.id]]);
     expect((await heartbeatRuns(pool, alive, [a.id])).map((r) => r.id)).toEqual([a.id]);
 
     const c1 = await pool.connect();
     const c2 = await pool.connect();
     try {
       await c1.query('BEGIN');
-      const stale = await lockStaleRuns(c1, 50, 10);
+      const stale = await lockStaleRuns(c1, 30_000, 10);
       expect(stale).toEqual([
         { id: b.id, try_number: 1, max_tries: 3, worker_id: dead, retry_delay_ms: 1000, retry_backoff: 2, retry_max_delay_ms: 60_000 },
       ]);
       await c2.query('BEGIN');
-      expect(await lockStaleRuns(c2, 50, 10)).toEqual([]);
+      expect(await lockStaleRuns(c2, 30_000, 10)).toEqual([]);
       await c2.query('COMMIT');
       // The reaper decides in the same transaction: here, retry.
       expect(await failRun(c1, { id: b.id, tryNumber: 1, workerId: dead, actor: 'reaper' }, { code: 'HEARTBEAT_LOST' }, 0)).toBe(true);
@@ -671,7 +708,7 @@ describe('recovery', () => {
       c1.release();
       c2.release();
     }
-    expect(await lockStaleRuns(pool, 50, 10)).toEqual([]);
+    expect(await lockStaleRuns(pool, 30_000, 10)).toEqual([]);
     expect((await task(b.id)).state).toBe('up_for_retry');
     expect((await task(a.id)).state).toBe('running');
     // The dead worker, back from a pause, holds nothing.
@@ -791,9 +828,9 @@ describe('batched worker steps (one statement for many runs)', () => {
     const workerId = randomUUID();
     const known = await running({}, workerId);
     const orphan = await running({}, workerId); // started, but the worker never learnt it
-    await sleep(80);
+    await pool.query(`UPDATE task_instance SET heartbeat_at = now() - interval '1 minute' WHERE id = ANY($1::uuid[])`, [[known.id, orphan.id]]);
     expect((await heartbeatRuns(pool, workerId, [known.id])).map((r) => r.id)).toEqual([known.id]);
-    expect((await lockStaleRuns(pool, 50, 10)).map((r) => r.id)).toEqual([orphan.id]);
+    expect((await lockStaleRuns(pool, 30_000, 10)).map((r) => r.id)).toEqual([orphan.id]);
   });
 
   it('succeedRuns and deferRuns record only the runs still held, each with its own result or trigger', async () => {

@@ -185,19 +185,15 @@ export class Scheduler {
   }
 
   /**
-   * Applies many trigger events in one statement and dispatches the resumed tasks in the same
-   * transaction (one commit on the resume path, not two), then publishes their jobs.
+   * Applies many trigger events and dispatches the resumed tasks in one statement (one round
+   * trip and one commit on the resume path), then publishes their jobs.
    */
   private async applyEvents(triggerIds: string[]): Promise<void[]> {
-    const { resumed, dispatched } = await inTransaction(this.res.db.pool, async (client) => {
-      const resumed = await resumeFromTriggers(client, [...new Set(triggerIds)], this.actor);
-      const dispatched = await dispatchIds(client, resumed.filter((r) => r.state === 'scheduled').map((r) => r.id), this.actor);
-      return { resumed, dispatched };
-    });
+    const resumed = await resumeFromTriggers(this.res.db.pool, [...new Set(triggerIds)], this.actor, { dispatch: true });
     if (this.res.logger.isLevelEnabled('info')) {
       for (const r of resumed) this.res.logger.info({ taskInstanceId: r.id, triggerId: r.trigger_id, state: r.state }, 'task resumed');
     }
-    await this.publish(dispatched);
+    await this.publish(resumed.flatMap((r) => (r.dispatch ? [r.dispatch] : [])));
     return triggerIds.map(() => undefined);
   }
 
