@@ -104,7 +104,8 @@ interface Figures {
 
 async function steadyState(o: TriggererBenchOptions, log: (s: string) => void): Promise<Omit<Figures, 'failover_triggers' | 'failover_s' | 'failover_bound_s'>> {
   const env = await createTestEnv('benchtrig');
-  onTeardown('benchmark database', () => env.cleanup());
+  // Dropped once: here at the end, or by the teardown if the run fails or is interrupted.
+  const dropEnv = onTeardown('benchmark database', () => env.cleanup());
 
   // The empty process: same code, a queue with no triggers.
   const empty = start(env, { DEFERRABLE_TRIGGERER_QUEUES: 'nothing-here' });
@@ -148,7 +149,7 @@ async function steadyState(o: TriggererBenchOptions, log: (s: string) => void): 
      FROM l`,
   );
   await app.stop();
-  await env.cleanup();
+  await dropEnv();
   const r = rows[0]!;
   return {
     triggers: o.triggers,
@@ -166,7 +167,7 @@ async function steadyState(o: TriggererBenchOptions, log: (s: string) => void): 
 
 async function failover(o: TriggererBenchOptions, log: (s: string) => void): Promise<{ failover_s: number; failover_bound_s: number }> {
   const env = await createTestEnv('benchfail');
-  onTeardown('failover database', () => env.cleanup());
+  const dropEnv = onTeardown('failover database', () => env.cleanup());
   const far = new Date(Date.now() + 3_600_000);
   await insertDeferred(env, Array.from({ length: o.failoverTriggers }, () => far));
   const a = start(env);
@@ -184,7 +185,7 @@ async function failover(o: TriggererBenchOptions, log: (s: string) => void): Pro
   const failoverS = (Date.now() - killedAt) / 1000;
   log(`failover: ${o.failoverTriggers} triggers running on the survivor ${fmt(failoverS)} s after kill -9`);
   await b.stop();
-  await env.cleanup();
+  await dropEnv();
   return { failover_s: failoverS, failover_bound_s: (HEALTH_THRESHOLD_MS + CLAIM_INTERVAL_MS) / 1000 };
 }
 
