@@ -62,7 +62,7 @@ describe('Loop', () => {
     loop.start();
     await new Promise((r) => setTimeout(r, 100));
     await loop.stop();
-    expect(calls).toBeGreaterThan(3);
-    expect(calls).toBeLessThanOrEqual(21); // at most one step per 5 ms
+    expect(calls).toBeGreaterThan(1); // it does run again without the 10 s interval
+    expect(calls).toBeLessThanOrEqual(21); // but at most one step per 5 ms
   });
 });
