@@ -58,6 +58,9 @@ export interface DeferrableFigures {
  * intervals (testkit's FAST_ENV polls faster and adds load). Any of these variables set in the
  * benchmark's own environment overrides the value here (e.g. DEFERRABLE_CLAIM_INTERVAL_MS=50).
  */
+/** The scheduler's dispatch backlog mark in the benchmark (its default). */
+export const BENCH_DISPATCH_AHEAD = 1000;
+
 function benchDefaults(o: Pick<PipelineOptions, 'slots' | 'eventConcurrency' | 'dispatchBatch'>): Record<string, string> {
   return {
     LOG_LEVEL: 'warn',
@@ -65,7 +68,7 @@ function benchDefaults(o: Pick<PipelineOptions, 'slots' | 'eventConcurrency' | '
     DEFERRABLE_WORKER_SLOTS: String(o.slots),
     DEFERRABLE_EVENT_CONCURRENCY: String(o.eventConcurrency),
     DEFERRABLE_DISPATCH_BATCH: String(o.dispatchBatch),
-    DEFERRABLE_DISPATCH_AHEAD: '1000',
+    DEFERRABLE_DISPATCH_AHEAD: String(BENCH_DISPATCH_AHEAD),
     DEFERRABLE_CLEANUP_INTERVAL_MS: '5000',
     DEFERRABLE_POLL_MS: '1000',
     DEFERRABLE_HEARTBEAT_MS: '2000',

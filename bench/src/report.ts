@@ -2,7 +2,7 @@ import type { Distribution } from './stats';
 import { median, round } from './stats';
 import { fmt, table } from './table';
 import { TARGETS, type LifecycleOptions, type RunFigures } from './types';
-import { environmentOverrides } from './deferrable-pipeline';
+import { BENCH_DISPATCH_AHEAD, environmentOverrides } from './deferrable-pipeline';
 import type { MachineFacts } from './machine';
 
 const medianOf = (runs: readonly RunFigures[], f: (r: RunFigures) => number): number => median(runs.map(f));
@@ -93,7 +93,7 @@ export function printReport(o: LifecycleOptions, m: MachineFacts, runs: readonly
     `Deferrable lifecycle benchmark: ${o.tasks} tasks x ${runs.length} run(s), figures are medians of runs`,
     `machine: ${m.cores} cores (${m.cpuModel}), ${m.memoryGiB} GiB RAM, 1-min load before start ${m.loadAvg1m}; node ${m.node}, PostgreSQL ${m.postgres}, Redis ${m.redis}`,
     `load: ${o.rate === null ? 'all tasks enqueued at once (chunks of 1000): a backlog, as specified' : `open loop, ${o.rate} tasks/s (--rate): not the specified load`}`,
-    `settings: worker slots ${o.slots} (BullMQ-only concurrency ${o.slots}), scheduler event concurrency ${o.eventConcurrency}, dispatch batch ${o.dispatchBatch}, dispatch backlog mark ${process.env.DEFERRABLE_DISPATCH_AHEAD ?? 1000}, LOG_LEVEL=warn, timer delays uniform over [0, 1000) ms`,
+    `settings: worker slots ${o.slots} (BullMQ-only concurrency ${o.slots}), scheduler event concurrency ${o.eventConcurrency}, dispatch batch ${o.dispatchBatch}, dispatch backlog mark ${process.env.DEFERRABLE_DISPATCH_AHEAD ?? BENCH_DISPATCH_AHEAD}, LOG_LEVEL=warn, timer delays uniform over [0, 1000) ms`,
     `environment overrides: ${environmentOverrides().join(' ') || 'none'}`,
     '',
     mainTable(runs),

@@ -73,18 +73,13 @@ export async function dispatchDueWithin(
   const { rows } = await db.query<DispatchRow & { held: boolean; id: string | null }>(DISPATCH_DUE, [
     limit,
     actor,
-    Math.min(limits.ahead, 2 ** 53),
+    limits.ahead,
     limits.workersAliveWithinMs,
   ]);
   return {
     held: rows[0]?.held ?? false,
     rows: rows.filter((r) => r.id !== null).map(({ held: _held, ...r }) => r),
   };
-}
-
-/** scheduled -> queued for up to `limit` due task instances, with no backlog mark. */
-export async function dispatchDue(db: Queryable, limit: number, actor: string): Promise<DispatchRow[]> {
-  return (await dispatchDueWithin(db, limit, actor, { ahead: Number.MAX_SAFE_INTEGER, workersAliveWithinMs: 0 })).rows;
 }
 
 // Primary key lookups; the fast path right after a resume, in the resume's own transaction.

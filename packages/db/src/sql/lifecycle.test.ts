@@ -7,13 +7,14 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { canTransition, FAIL_METHOD, type TaskState } from '@deferrable/domain';
 import { createTestEnv, type TestEnv } from '@deferrable/testkit';
 import { Client, type Pool } from 'pg';
+import type { Queryable } from '../client';
 import { insertTaskInstance, type NewTaskInstance } from './enqueue';
-import { dispatchDue, dispatchDueWithin, dispatchIds, redispatch, staleQueued } from './dispatch';
+import { dispatchDueWithin, dispatchIds, redispatch, staleQueued } from './dispatch';
 import { endJob, heartbeatJob, listJobs, registerJob } from './jobs';
 import { cancelTask, deleteOrphanTriggers, lockStaleRuns } from './recovery';
 import { recordRejection } from './rejections';
 import { firedUnapplied, resumeFromTriggers, retriesDue, timeoutDeferrals } from './resume';
-import { CHANNELS } from './rows';
+import { CHANNELS, type DispatchRow } from './rows';
 import { deferRun, deferRuns, failRun, heartbeatRuns, startRun, startRuns, succeedRun, succeedRuns, type RunKey } from './run';
 import { assignedTriggerIds, claimTriggers, recordTriggerOutcomes, releaseTriggers } from './triggers';
 
@@ -37,6 +38,11 @@ beforeEach(async () => {
 });
 
 // ---------------------------------------------------------------------------------------------
+
+/** Dispatch with no backlog mark: what the scheduler does while every queue has room. */
+async function dispatchDue(db: Queryable, limit: number, actor: string): Promise<DispatchRow[]> {
+  return (await dispatchDueWithin(db, limit, actor, { ahead: Number.MAX_SAFE_INTEGER, workersAliveWithinMs: 0 })).rows;
+}
 
 interface TaskRow {
   id: string;

@@ -164,7 +164,7 @@ export class Scheduler {
       if (batch.rows.length < this.opts.dispatchBatch) break;
     }
     const quick = Math.max(10, Math.min(50, this.opts.pollMs / 10));
-    this.heldRetryMs = !held ? quick : dispatched > 0 ? quick : Math.min(this.opts.pollMs, this.heldRetryMs * 2);
+    this.heldRetryMs = held && dispatched === 0 ? Math.min(this.opts.pollMs, this.heldRetryMs * 2) : quick;
     return held ? this.heldRetryMs : undefined;
   }
 
