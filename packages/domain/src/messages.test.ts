@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { InvalidInputError, PayloadTooLargeError } from './errors';
 import { assertJsonSize, JsonSchema, parseInput } from './json';
-import { EnqueueRequestSchema, TaskDispatchMessageSchema, TriggerEventMessageSchema } from './messages';
+import { EnqueueRequestSchema, MAX_FIRED_HINT_IDS, TaskDispatchMessageSchema, TriggerEventMessageSchema, TriggerFiredHintSchema } from './messages';
 
 const good = {
   task: 'reports.build:daily-v2',
@@ -164,5 +164,25 @@ describe('assertJsonSize', () => {
 
   it('counts multi-byte text against the limit', () => {
     expect(() => assertJsonSize('€'.repeat(10), 20, 'args')).toThrow(PayloadTooLargeError);
+  });
+});
+
+describe('TriggerFiredHintSchema', () => {
+  it('reads comma-separated trigger ids, up to the most one hint carries', () => {
+    const ids = [randomUUID(), randomUUID()];
+    expect(parseInput(TriggerFiredHintSchema, ids.join(','), 'hint')).toEqual(ids);
+    const many = Array.from({ length: MAX_FIRED_HINT_IDS }, () => randomUUID());
+    expect(parseInput(TriggerFiredHintSchema, many.join(','), 'hint')).toHaveLength(MAX_FIRED_HINT_IDS);
+  });
+
+  it.each([
+    ['empty', ''],
+    ['not an id', 'abc'],
+    ['one bad id among good ones', `${randomUUID()},nope`],
+    ['a trailing comma', `${randomUUID()},`],
+    ['too many ids', Array.from({ length: MAX_FIRED_HINT_IDS + 1 }, () => randomUUID()).join(',')],
+  ])('refuses %s with a clear error', (_label, message) => {
+    expect(() => parseInput(TriggerFiredHintSchema, message, 'trigger-fired hint')).toThrow(InvalidInputError);
+    expect(() => parseInput(TriggerFiredHintSchema, message, 'trigger-fired hint')).toThrow(/trigger-fired hint/);
   });
 });

@@ -14,6 +14,19 @@ export type TaskDispatchMessage = z.infer<typeof TaskDispatchMessageSchema>;
 export const TriggerEventMessageSchema = z.object({ triggerId: z.uuid() });
 export type TriggerEventMessage = z.infer<typeof TriggerEventMessageSchema>;
 
+/** Most trigger ids in one fired hint; the triggerer splits bigger batches. */
+export const MAX_FIRED_HINT_IDS = 500;
+
+/**
+ * Wake-up hint to schedulers over Redis pub/sub: these triggers have just recorded their outcomes
+ * (comma-separated ids). A hint is never the only notice: each trigger also has its event job.
+ */
+export const TriggerFiredHintSchema = z
+  .string()
+  .max(MAX_FIRED_HINT_IDS * 37)
+  .transform((s) => s.split(','))
+  .pipe(z.array(z.uuid()).min(1).max(MAX_FIRED_HINT_IDS));
+
 const TaskName = z.string().min(1).max(200).regex(/^[A-Za-z0-9_.:-]+$/, 'letters, digits and _ . : - only');
 
 /** A request to run a task, from the SDK or from any BullMQ client on the task-request queue. */

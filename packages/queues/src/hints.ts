@@ -2,13 +2,18 @@ import { Redis } from 'ioredis';
 import { bullPrefix, redisOptions } from './redis';
 
 /**
- * Wake-up hints over Redis pub/sub: "a trigger was created on queue Q". A hint carries no fact
- * (the trigger row is in PostgreSQL, and triggerers also poll), so a lost hint only costs a poll
- * interval. Redis rather than PostgreSQL NOTIFY: NOTIFY serialises every notifying commit on a
+ * Wake-up hints over Redis pub/sub: "a trigger was created on queue Q", "these triggers fired". A
+ * hint carries no fact (the rows are in PostgreSQL; triggerers also poll, and every fired trigger
+ * also has its trigger-event job), so a lost hint only costs latency. Redis rather than PostgreSQL NOTIFY: NOTIFY serialises every notifying commit on a
  * server-wide lock, which capped deferrals at a few hundred per second here.
  */
 export function triggerCreatedChannel(prefix: string): string {
   return `${bullPrefix(prefix)}:hint:trigger-created`;
+}
+
+/** "These triggers have recorded their outcomes": lets schedulers apply events before their jobs arrive. */
+export function triggerFiredChannel(prefix: string): string {
+  return `${bullPrefix(prefix)}:hint:trigger-fired`;
 }
 
 /** Publishes hints, coalescing identical ones sent within one turn of the event loop. */

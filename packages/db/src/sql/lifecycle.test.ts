@@ -657,6 +657,28 @@ describe('resume', () => {
     expect(resumed.map((r) => r.id).sort()).toEqual([ds[0]!.id, ds[1]!.id].sort());
     expect((await task(ds[2]!.id)).state).toBe('deferred');
   });
+
+  it('passes over a task another scheduler is resuming (no wait on its lock), and the other applies it once', async () => {
+    const [mine, theirs] = [await deferred(), await deferred()];
+    await recordTriggerOutcomes(pool, [mine, theirs].map((d) => ({ triggerId: d.triggerId, outcome: { kind: 'event', payload: 1 } })));
+    const [other, self] = [await pool.connect(), await pool.connect()];
+    try {
+      await other.query('BEGIN');
+      expect(await resumeFromTriggers(other, [theirs.triggerId], 'scheduler-b')).toHaveLength(1);
+      // Both ids, as when every scheduler hears the same fired hint; the locked row is skipped
+      // (a wait on its lock would fail here with lock_timeout).
+      await self.query("SET lock_timeout = '2s'");
+      const resumed = await resumeFromTriggers(self, [theirs.triggerId, mine.triggerId], 'scheduler-a');
+      expect(resumed.map((r) => r.id)).toEqual([mine.id]);
+      await other.query('COMMIT');
+    } finally {
+      await self.query('RESET lock_timeout');
+      other.release();
+      self.release();
+    }
+    expect(await resumeFromTriggers(pool, [theirs.triggerId], 'scheduler-a')).toEqual([]);
+    expect((await transitions(theirs.id)).filter(([from]) => from === 'deferred')).toEqual([['deferred', 'scheduled', 1, 'scheduler-b']]);
+  });
 });
 
 describe('timeoutDeferrals', () => {

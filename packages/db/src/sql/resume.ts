@@ -8,8 +8,16 @@ import type { DispatchRow } from './rows';
 // With $3 (dispatch now), a resumed task is also dispatched in the same statement: it passes
 // through `scheduled` to `queued` at once (the audit trigger logs both steps), one round trip
 // and one commit on the resume path instead of four.
-// Index: task_instance_trigger_idx.
+// Several schedulers may get the same trigger ids (every scheduler hears every fired hint): SKIP
+// LOCKED lets one of them apply each event while the others pass over it, instead of queueing on
+// its row lock or deadlocking on two batches in different orders.
+// Index: trigger_pkey, task_instance_trigger_idx, then primary-key look-ups.
 const RESUME = `
+WITH picked AS (
+  SELECT ti.id FROM trigger t JOIN task_instance ti ON ti.trigger_id = t.id
+  WHERE t.id = ANY($1::uuid[]) AND t.event IS NOT NULL AND ti.state = 'deferred'
+  FOR UPDATE OF ti SKIP LOCKED
+)
 UPDATE task_instance ti
 SET state = CASE
       WHEN t.event->>'kind' = 'event' AND t.event ? 'endTask' THEN (t.event->>'endTask')::task_state
@@ -29,7 +37,7 @@ SET state = CASE
     ended_at = CASE WHEN t.event ? 'endTask' THEN now() ELSE NULL END,
     trigger_id = NULL, trigger_timeout = NULL, run_after = now(), updated_at = now(), last_actor = $2
 FROM trigger t
-WHERE t.id = ANY($1::uuid[]) AND t.event IS NOT NULL AND ti.trigger_id = t.id AND ti.state = 'deferred'
+WHERE ti.id = ANY(ARRAY(SELECT id FROM picked)) AND t.id = ti.trigger_id AND t.event IS NOT NULL AND ti.state = 'deferred'
 RETURNING ti.id, ti.state, t.id AS trigger_id, ti.try_number, ti.dispatch_attempt, ti.queue, ti.priority, ti.next_method`;
 
 export interface ResumedRow {

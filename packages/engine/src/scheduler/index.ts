@@ -5,6 +5,7 @@ import {
   recordError,
   toDeferrableError,
   TriggerEventMessageSchema,
+  TriggerFiredHintSchema,
 } from '@deferrable/domain';
 import {
   CHANNELS,
@@ -25,13 +26,24 @@ import {
   type DispatchRow,
   type Listener,
 } from '@deferrable/db';
-import { bullPrefix, consumerConnection, NEW_WORK_PRIORITY, Producer, taskDispatch, taskRequests, triggerEvents } from '@deferrable/queues';
+import {
+  bullPrefix,
+  consumerConnection,
+  NEW_WORK_PRIORITY,
+  Producer,
+  subscribeHints,
+  taskDispatch,
+  taskRequests,
+  triggerEvents,
+  triggerFiredChannel,
+} from '@deferrable/queues';
 import { enqueueWith } from '@deferrable/sdk';
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import { Batcher } from '../batcher';
 import { Loop } from '../loop';
 import { ProcessJob } from '../process-job';
 import type { Resources } from '../resources';
+import { RecentIds } from '../recent-ids';
 import { retryInMs } from '../retry';
 
 export interface SchedulerOptions {
@@ -79,8 +91,13 @@ export class Scheduler {
   private readonly maintenanceLoop: Loop;
   private readonly cleanupLoop: Loop;
   private readonly resumes: Batcher<string, void>;
+  /** Trigger ids whose events this scheduler has applied (or found applied): their jobs need no statement. */
+  private readonly applied = new RecentIds(100_000);
+  /** Trigger ids being applied now, so a hint and a job for the same trigger share one statement. */
+  private readonly applying = new Map<string, Promise<void>>();
   private readonly consumers: Worker[] = [];
   private listener: Listener | null = null;
+  private firedHints: { close(): Promise<void> } | null = null;
   /** How soon to look again while a queue is at its backlog mark (see dispatchAllDue). */
   private heldRetryMs = 50;
 
@@ -94,7 +111,9 @@ export class Scheduler {
     this.dispatchLoop = new Loop('dispatch', opts.pollMs, () => this.dispatchAllDue(), res.logger);
     this.maintenanceLoop = new Loop('maintenance', opts.pollMs, () => this.maintain(), res.logger);
     this.cleanupLoop = new Loop('trigger-cleanup', opts.cleanupIntervalMs, () => this.cleanup(), res.logger);
-    this.resumes = new Batcher((ids) => this.applyEvents(ids), 500, 4);
+    // One statement in flight: the next batch gathers meanwhile (hints arrive in bursts; more
+    // statements in flight only made each smaller and the cycle dearer).
+    this.resumes = new Batcher((ids) => this.applyEvents(ids), 500, 1);
   }
 
   async start(): Promise<void> {
@@ -111,6 +130,15 @@ export class Scheduler {
       w.on('error', (err) => this.res.logger.error({ err, queue: w.name }, 'queue consumer error'));
       this.consumers.push(w);
     }
+    // Fired hints carry the ids of triggers that just recorded their outcomes: applying them at
+    // once spares a resume the wait for its job in the trigger-event queue (BullMQ hands a
+    // consumer one job per round trip, so in a burst the jobs queue up in Redis).
+    this.firedHints = subscribeHints(
+      this.res.redisUrl,
+      triggerFiredChannel(this.res.prefix),
+      (message) => void this.onFiredHint(message),
+      () => undefined,
+    );
     this.listener = listen({
       url: this.res.databaseUrl,
       channels: [CHANNELS.taskScheduled],
@@ -125,6 +153,7 @@ export class Scheduler {
   }
 
   async stop(): Promise<void> {
+    await this.firedHints?.close();
     await this.listener?.close();
     await Promise.all(this.consumers.map((w) => w.close()));
     await Promise.all([this.dispatchLoop.stop(), this.maintenanceLoop.stop(), this.cleanupLoop.stop()]);
@@ -181,7 +210,49 @@ export class Scheduler {
       await this.reject('queue:trigger-events', job, err);
       return;
     }
-    await this.resumes.add(triggerId);
+    await this.resumeOnce(triggerId);
+  }
+
+  private async onFiredHint(message: string): Promise<void> {
+    let ids: string[];
+    try {
+      ids = parseInput(TriggerFiredHintSchema, message, 'trigger-fired hint');
+    } catch (err) {
+      const reason = toDeferrableError(err).message;
+      this.res.logger.warn({ source: 'hint:trigger-fired', reason }, 'rejected hint');
+      await recordRejection(this.res.db.pool, { source: 'hint:trigger-fired', jobId: null, reason, excerpt: message.slice(0, 1000) }).catch(
+        (e: unknown) => this.res.logger.warn({ err: e }, 'could not record a rejected hint'),
+      );
+      return;
+    }
+    // Failures are only logged: the trigger's event job (or the backstop) applies it later.
+    for (const id of ids) {
+      this.resumeOnce(id).catch((err: unknown) => this.res.logger.warn({ err, triggerId: id }, 'applying a hinted trigger event failed; its job will retry'));
+    }
+  }
+
+  /**
+   * Applies the event of one trigger, at most one statement per trigger whether it is announced
+   * by a hint, by its job, or both. The compare-and-set in the statement is what makes a repeat
+   * harmless (several schedulers, a job retried); this only avoids statements that would match
+   * nothing.
+   */
+  private resumeOnce(triggerId: string): Promise<void> {
+    if (this.applied.has(triggerId)) return Promise.resolve();
+    const current = this.applying.get(triggerId);
+    if (current) return current;
+    const p = this.resumes.add(triggerId).then(
+      () => {
+        this.applying.delete(triggerId);
+        this.applied.add(triggerId);
+      },
+      (err: unknown) => {
+        this.applying.delete(triggerId);
+        throw err;
+      },
+    );
+    this.applying.set(triggerId, p);
+    return p;
   }
 
   /**

@@ -1,4 +1,5 @@
 import {
+  MAX_FIRED_HINT_IDS,
   recordError,
   TriggerEventSchema,
   parseInput,
@@ -6,7 +7,7 @@ import {
   type TriggerOutcome,
 } from '@deferrable/domain';
 import { assignedTriggerCount, assignedTriggerIds, claimTriggers, recordTriggerOutcomes, releaseTriggers, triggererLoad } from '@deferrable/db';
-import { Producer, subscribeHints, triggerCreatedChannel, triggerEvents } from '@deferrable/queues';
+import { HintPublisher, Producer, subscribeHints, triggerCreatedChannel, triggerEvents, triggerFiredChannel } from '@deferrable/queues';
 import type { TriggerRegistry } from '@deferrable/triggers';
 import { Batcher } from '../batcher';
 import { Loop } from '../loop';
@@ -41,6 +42,7 @@ export class Triggerer {
   private readonly claimLoop: Loop;
   private readonly syncLoop: Loop;
   private readonly events: Producer<typeof triggerEvents.schema, void>;
+  private readonly firedHints: HintPublisher;
   private readonly outcomes: Batcher<{ triggerId: string; outcome: TriggerOutcome }, boolean>;
   private hints: { close(): Promise<void> } | null = null;
   private stopping = false;
@@ -66,6 +68,7 @@ export class Triggerer {
     this.claimLoop = new Loop('trigger-claim', opts.claimIntervalMs, () => this.claim(), res.logger);
     this.syncLoop = new Loop('trigger-sync', opts.syncIntervalMs, () => this.sync(), res.logger);
     this.events = new Producer(triggerEvents, res.redisUrl, res.prefix);
+    this.firedHints = new HintPublisher(res.redisUrl, triggerFiredChannel(res.prefix));
     this.outcomes = new Batcher((items) => this.flushOutcomes(items), 1000);
     this.timers = new TimerQueue<RunningTrigger>(() => res.clock.now(), (due) => this.fireTimers(due));
     this.blocks = new BlockDetector(opts.blockWarnMs, (b) =>
@@ -134,6 +137,7 @@ export class Triggerer {
     });
     await this.job.stop();
     await this.events.close();
+    await this.firedHints.close();
     this.blocks.stop();
     this.res.logger.info({ triggererId: this.triggererId, released }, 'triggerer stopped');
   }
@@ -308,7 +312,10 @@ export class Triggerer {
       }
     }
     if (recorded.length > 0) {
-      // A lost publish is recovered by the scheduler's backstop scan of fired triggers.
+      // The hint lets schedulers apply the events at once, before their jobs reach the front of
+      // the trigger-event queue; the jobs follow. A lost publish of either is recovered by the
+      // scheduler's backstop scan of fired triggers.
+      for (let i = 0; i < recorded.length; i += MAX_FIRED_HINT_IDS) this.firedHints.publish(recorded.slice(i, i + MAX_FIRED_HINT_IDS).join(','));
       await this.events.addBulk(undefined, recorded.map((triggerId) => ({ triggerId }))).catch((err: unknown) =>
         this.res.logger.warn({ err, count: recorded!.length }, 'publishing trigger events failed; the scheduler backstop will apply them'),
       );
