@@ -1,5 +1,5 @@
 import { recordTriggerOutcomes } from '@deferrable/db';
-import { bullPrefix, triggerFiredChannel } from '@deferrable/queues';
+import { bullPrefix, Producer, triggerEvents, triggerFiredChannel } from '@deferrable/queues';
 import { waitFor } from '@deferrable/testkit';
 import { startSystem, transitions, type E2E } from './helpers';
 
@@ -43,12 +43,34 @@ describe('fired hints (scheduler and worker as processes, the test as triggerer)
     const log = await transitions(sys.env, d.id);
     expect(log.filter((t) => t.from_state === 'deferred')).toEqual([{ try_number: 1, from_state: 'deferred', to_state: 'scheduled' }]);
     expect(log.filter((t) => t.to_state === 'running')).toHaveLength(2);
+
+    // Its trigger-event job, arriving after the hint, is settled without a statement.
+    const statusOf = async () => {
+      const port = (await sys.app('scheduler').waitForLog((r) => typeof r.healthPort === 'number')).healthPort as number;
+      return ((await (await fetch(`http://127.0.0.1:${port}/status`)).json()) as { triggerEvents: Record<string, number> }).triggerEvents;
+    };
+    const before = await statusOf();
+    expect(before.appliedByHint).toBeGreaterThanOrEqual(1);
+    const events = new Producer(triggerEvents, sys.env.redisUrl, sys.env.prefix);
+    try {
+      await events.addBulk(undefined, [{ triggerId: d.triggerId }]);
+    } finally {
+      await events.close();
+    }
+    const after = await waitFor(async () => {
+      const s = await statusOf();
+      return s.jobsSettledWithoutStatement! > before.jobsSettledWithoutStatement! ? s : undefined;
+    }, 10_000, 'the job to be settled');
+    expect(after.jobStatements).toBe(before.jobStatements);
+    expect((await sys.client.get(d.id))?.state).toBe('success');
   });
 
   test('a malformed hint is recorded as rejected and changes nothing; the scheduler keeps going', async () => {
-    const d = await deferredTask();
+    const [held, next] = [await deferredTask(), await deferredTask()];
+    // Both have fired: a lenient reading of the bad hint would apply `held`.
+    await recordTriggerOutcomes(sys.env.db.pool, [held, next].map((d) => ({ triggerId: d.triggerId, outcome: { kind: 'event', payload: 2 } })));
     const channel = triggerFiredChannel(sys.env.prefix);
-    await sys.env.redis.publish(channel, `not-a-trigger-id,${d.triggerId}`);
+    await sys.env.redis.publish(channel, `not-a-trigger-id,${held.triggerId}`);
     const rejection = await waitFor(
       async () =>
         (await sys.env.db.pool.query<{ reason: string; excerpt: string }>("SELECT reason, excerpt FROM rejection WHERE source = 'hint:trigger-fired'")).rows[0],
@@ -57,12 +79,11 @@ describe('fired hints (scheduler and worker as processes, the test as triggerer)
     );
     expect(rejection.reason).toMatch(/trigger-fired hint/);
     expect(rejection.excerpt).toContain('not-a-trigger-id');
-    // Nothing else changed: the valid id in the same message was not applied (it has not fired).
-    expect((await sys.env.db.pool.query('SELECT state FROM task_instance WHERE id = $1', [d.id])).rows[0]).toEqual({ state: 'deferred' });
-    // Still running: a well-formed hint after it is applied.
-    await recordTriggerOutcomes(sys.env.db.pool, [{ triggerId: d.triggerId, outcome: { kind: 'event', payload: 2 } }]);
-    await sys.env.redis.publish(channel, d.triggerId);
-    expect((await sys.client.waitFor(d.id, { timeoutMs: 15_000, pollMs: 50 })).state).toBe('success');
+    // A good hint sent after it is applied (hints are handled in order, their events one batch
+    // after another), and by then the bad one has changed nothing.
+    await sys.env.redis.publish(channel, next.triggerId);
+    expect((await sys.client.waitFor(next.id, { timeoutMs: 15_000, pollMs: 50 })).state).toBe('success');
+    expect((await sys.env.db.pool.query('SELECT state FROM task_instance WHERE id = $1', [held.id])).rows[0]).toEqual({ state: 'deferred' });
     expect(sys.app('scheduler').running).toBe(true);
   });
 });

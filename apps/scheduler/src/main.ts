@@ -25,6 +25,7 @@ void runApp('scheduler', async () => {
     logger,
     healthPort: config.DEFERRABLE_HEALTH_PORT,
     job: scheduler.job,
+    status: () => scheduler.status(),
     db: res.db,
     start: () => scheduler.start(),
     stop: async () => {

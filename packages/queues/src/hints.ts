@@ -43,6 +43,11 @@ export class HintPublisher {
     });
   }
 
+  /** Publishes at once, without coalescing (for hints that carry ids). */
+  publishNow(message: string): void {
+    void this.redis.publish(this.channel, message).catch(() => undefined);
+  }
+
   async close(): Promise<void> {
     await this.redis.quit().catch(() => this.redis.disconnect());
   }

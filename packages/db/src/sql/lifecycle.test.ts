@@ -658,7 +658,7 @@ describe('resume', () => {
     expect((await task(ds[2]!.id)).state).toBe('deferred');
   });
 
-  it('passes over a task another scheduler is resuming (no wait on its lock), and the other applies it once', async () => {
+  it('with skipLocked, passes over a task another scheduler is resuming (no wait on its lock), and the other applies it once', async () => {
     const [mine, theirs] = [await deferred(), await deferred()];
     await recordTriggerOutcomes(pool, [mine, theirs].map((d) => ({ triggerId: d.triggerId, outcome: { kind: 'event', payload: 1 } })));
     const [other, self] = [await pool.connect(), await pool.connect()];
@@ -668,7 +668,7 @@ describe('resume', () => {
       // Both ids, as when every scheduler hears the same fired hint; the locked row is skipped
       // (a wait on its lock would fail here with lock_timeout).
       await self.query("SET lock_timeout = '2s'");
-      const resumed = await resumeFromTriggers(self, [theirs.triggerId, mine.triggerId], 'scheduler-a');
+      const resumed = await resumeFromTriggers(self, [theirs.triggerId, mine.triggerId], 'scheduler-a', { skipLocked: true });
       expect(resumed.map((r) => r.id)).toEqual([mine.id]);
       await other.query('COMMIT');
     } finally {
@@ -678,6 +678,26 @@ describe('resume', () => {
     }
     expect(await resumeFromTriggers(pool, [theirs.triggerId], 'scheduler-a')).toEqual([]);
     expect((await transitions(theirs.id)).filter(([from]) => from === 'deferred')).toEqual([['deferred', 'scheduled', 1, 'scheduler-b']]);
+  });
+
+  it('if the holder rolls back, a skipping resume has left the event unapplied, and a waiting one applies it', async () => {
+    const d = await deferred();
+    await recordTriggerOutcomes(pool, [{ triggerId: d.triggerId, outcome: { kind: 'event', payload: 1 } }]);
+    const [other, self] = [await pool.connect(), await pool.connect()];
+    try {
+      await other.query('BEGIN');
+      expect(await resumeFromTriggers(other, [d.triggerId], 'scheduler-b')).toHaveLength(1);
+      expect(await resumeFromTriggers(self, [d.triggerId], 'scheduler-a', { skipLocked: true })).toEqual([]);
+      // The default waits for the row, then sees it still deferred once the holder rolls back.
+      const waiting = resumeFromTriggers(self, [d.triggerId], 'scheduler-a');
+      await sleep(100);
+      await other.query('ROLLBACK');
+      expect((await waiting).map((r) => r.id)).toEqual([d.id]);
+    } finally {
+      other.release();
+      self.release();
+    }
+    expect((await transitions(d.id)).filter(([from]) => from === 'deferred')).toEqual([['deferred', 'scheduled', 1, 'scheduler-a']]);
   });
 });
 
@@ -704,6 +724,20 @@ describe('timeoutDeferrals', () => {
     await recordTriggerOutcomes(pool, [{ triggerId: soon.triggerId, outcome: { kind: 'event', payload: 1 } }]);
     expect(await resumeFromTriggers(pool, [soon.triggerId], ACTOR)).toEqual([]);
     expect(await task(soon.id)).toEqual(t);
+  });
+
+  it('a trigger that fired before the deadline wins over the timeout even if its event is not applied yet', async () => {
+    const inTime = await deferred({ timeoutMs: 60_000 });
+    const tooLate = await deferred({ timeoutMs: 60_000 });
+    await recordTriggerOutcomes(pool, [inTime, tooLate].map((d) => ({ triggerId: d.triggerId, outcome: { kind: 'event', payload: 'ok' } })));
+    // Both deadlines pass (moved in the database); one trigger had fired a minute before its
+    // deadline, the other a minute after it.
+    await pool.query(`UPDATE task_instance SET trigger_timeout = now() - interval '1 second' WHERE id = ANY($1::uuid[])`, [[inTime.id, tooLate.id]]);
+    await pool.query(`UPDATE trigger SET fired_at = now() - interval '61 seconds' WHERE id = $1`, [inTime.triggerId]);
+    expect(await timeoutDeferrals(pool, 10, ACTOR)).toEqual([tooLate.id]);
+    expect((await task(inTime.id)).state).toBe('deferred');
+    expect((await resumeFromTriggers(pool, [inTime.triggerId, tooLate.triggerId], ACTOR)).map((r) => r.id)).toEqual([inTime.id]);
+    expect(await task(inTime.id)).toMatchObject({ state: 'scheduled', next_method: 'resume_here', next_kwargs: { event: 'ok' } });
   });
 });
 

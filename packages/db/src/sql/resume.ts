@@ -8,16 +8,21 @@ import type { DispatchRow } from './rows';
 // With $3 (dispatch now), a resumed task is also dispatched in the same statement: it passes
 // through `scheduled` to `queued` at once (the audit trigger logs both steps), one round trip
 // and one commit on the resume path instead of four.
-// Several schedulers may get the same trigger ids (every scheduler hears every fired hint): SKIP
-// LOCKED lets one of them apply each event while the others pass over it, instead of queueing on
-// its row lock or deadlocking on two batches in different orders.
 // Index: trigger_pkey, task_instance_trigger_idx, then primary-key look-ups.
-const RESUME = `
+//
+// Two ways to pick the rows. By default the statement waits for a row another transaction holds
+// and then re-checks it, so after it returns each given event is applied: by this statement, by a
+// transaction that committed meanwhile, or it had been already. With SKIP LOCKED (for fired hints,
+// which every scheduler hears) a locked row is passed over at once, so schedulers never queue on
+// each other nor deadlock; a skipped event may still be unapplied if its holder rolls back, so the
+// caller must not take "not returned" for "done" (the trigger-event job applies it then).
+const PICK = `
 WITH picked AS (
   SELECT ti.id FROM trigger t JOIN task_instance ti ON ti.trigger_id = t.id
   WHERE t.id = ANY($1::uuid[]) AND t.event IS NOT NULL AND ti.state = 'deferred'
-  FOR UPDATE OF ti SKIP LOCKED
-)
+  FOR UPDATE OF ti %LOCK%
+)`;
+const RESUME_SET = `
 UPDATE task_instance ti
 SET state = CASE
       WHEN t.event->>'kind' = 'event' AND t.event ? 'endTask' THEN (t.event->>'endTask')::task_state
@@ -39,6 +44,8 @@ SET state = CASE
 FROM trigger t
 WHERE ti.id = ANY(ARRAY(SELECT id FROM picked)) AND t.id = ti.trigger_id AND t.event IS NOT NULL AND ti.state = 'deferred'
 RETURNING ti.id, ti.state, t.id AS trigger_id, ti.try_number, ti.dispatch_attempt, ti.queue, ti.priority, ti.next_method`;
+const RESUME = PICK.replace('%LOCK%', '') + RESUME_SET;
+const RESUME_SKIP_LOCKED = PICK.replace('%LOCK%', 'SKIP LOCKED') + RESUME_SET;
 
 export interface ResumedRow {
   id: string;
@@ -50,16 +57,18 @@ export interface ResumedRow {
 
 /**
  * deferred -> scheduled (or a terminal state) for the tasks waiting on these fired triggers; with
- * `dispatch`, on to queued in the same statement, ready to publish.
+ * `dispatch`, on to queued in the same statement, ready to publish. With `skipLocked`, rows held by
+ * another transaction are passed over (see PICK).
  */
 export async function resumeFromTriggers(
   db: Queryable,
   triggerIds: readonly string[],
   actor: string,
-  opts: { dispatch?: boolean } = {},
+  opts: { dispatch?: boolean; skipLocked?: boolean } = {},
 ): Promise<ResumedRow[]> {
   if (triggerIds.length === 0) return [];
-  const { rows } = await db.query<ResumedRow & Omit<DispatchRow, 'id'>>(RESUME, [triggerIds, actor, opts.dispatch ?? false]);
+  const sql = opts.skipLocked ? RESUME_SKIP_LOCKED : RESUME;
+  const { rows } = await db.query<ResumedRow & Omit<DispatchRow, 'id'>>(sql, [triggerIds, actor, opts.dispatch ?? false]);
   return rows.map((r) => {
     const resumed: ResumedRow = { id: r.id, state: r.state, trigger_id: r.trigger_id };
     if (r.state === 'queued') {
@@ -81,13 +90,16 @@ export async function firedUnapplied(db: Queryable, olderThanMs: number, limit: 
   return (await db.query<{ id: string }>(FIRED_UNAPPLIED, [olderThanMs, limit])).rows.map((r) => r.id);
 }
 
-// Index: task_instance_trigger_timeout_idx.
+// A trigger that fired before the deadline wins even if its event is not applied yet (its job or
+// the backstop scan applies it); one that fired after it, or never, loses.
+// Index: task_instance_trigger_timeout_idx, trigger_pkey.
 const TIMEOUT = `
 WITH picked AS (
-  SELECT id FROM task_instance
-  WHERE trigger_timeout < now() AND state = 'deferred'
-  ORDER BY trigger_timeout LIMIT $1
-  FOR UPDATE SKIP LOCKED
+  SELECT ti.id FROM task_instance ti
+  WHERE ti.trigger_timeout < now() AND ti.state = 'deferred'
+    AND NOT EXISTS (SELECT 1 FROM trigger t WHERE t.id = ti.trigger_id AND t.fired_at <= ti.trigger_timeout)
+  ORDER BY ti.trigger_timeout LIMIT $1
+  FOR UPDATE OF ti SKIP LOCKED
 )
 UPDATE task_instance ti
 SET state = 'scheduled', next_method = '__fail__',

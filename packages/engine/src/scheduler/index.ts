@@ -64,6 +64,9 @@ export interface SchedulerOptions {
   maxPayloadBytes: number;
 }
 
+/** Hinted events waiting to be applied beyond which new hints are dropped (their jobs follow). */
+const MAX_HINTED_PENDING = 2000;
+
 function groupByQueue(rows: readonly DispatchRow[]): Map<string, DispatchRow[]> {
   const groups = new Map<string, DispatchRow[]>();
   for (const r of rows) {
@@ -90,11 +93,18 @@ export class Scheduler {
   private readonly dispatchLoop: Loop;
   private readonly maintenanceLoop: Loop;
   private readonly cleanupLoop: Loop;
-  private readonly resumes: Batcher<string, void>;
-  /** Trigger ids whose events this scheduler has applied (or found applied): their jobs need no statement. */
+  /** Events announced by fired hints: applied with SKIP LOCKED (every scheduler hears every hint). */
+  private readonly hintedResumes: Batcher<string, boolean>;
+  /** Events of trigger-event jobs not settled by a hint: applied waiting on row locks. */
+  private readonly jobResumes: Batcher<string, boolean>;
+  /** Trigger ids whose events are known applied: their jobs need no statement. */
   private readonly applied = new RecentIds(100_000);
-  /** Trigger ids being applied now, so a hint and a job for the same trigger share one statement. */
-  private readonly applying = new Map<string, Promise<void>>();
+  /** Hinted trigger ids being applied now; a job for one of them waits for that statement first. */
+  private readonly hinted = new Map<string, Promise<boolean>>();
+  /** Trigger ids whose jobs are being applied now (a hint for one of them adds nothing). */
+  private readonly jobPending = new Set<string>();
+  /** How trigger events were applied, for /status. */
+  private readonly eventCounts = { appliedByHint: 0, jobsSettledWithoutStatement: 0, jobStatements: 0 };
   private readonly consumers: Worker[] = [];
   private listener: Listener | null = null;
   private firedHints: { close(): Promise<void> } | null = null;
@@ -111,9 +121,10 @@ export class Scheduler {
     this.dispatchLoop = new Loop('dispatch', opts.pollMs, () => this.dispatchAllDue(), res.logger);
     this.maintenanceLoop = new Loop('maintenance', opts.pollMs, () => this.maintain(), res.logger);
     this.cleanupLoop = new Loop('trigger-cleanup', opts.cleanupIntervalMs, () => this.cleanup(), res.logger);
-    // One statement in flight: the next batch gathers meanwhile (hints arrive in bursts; more
-    // statements in flight only made each smaller and the cycle dearer).
-    this.resumes = new Batcher((ids) => this.applyEvents(ids), 500, 1);
+    // One statement in flight per path: the next batch gathers meanwhile (hints arrive in bursts;
+    // more statements in flight only made each smaller and the cycle dearer).
+    this.hintedResumes = new Batcher((ids) => this.applyEvents(ids, { skipLocked: true }), 500, 1);
+    this.jobResumes = new Batcher((ids) => this.applyEvents(ids, { skipLocked: false }), 500, 1);
   }
 
   async start(): Promise<void> {
@@ -152,10 +163,18 @@ export class Scheduler {
     this.res.logger.info({ schedulerId: this.job.id }, 'scheduler started');
   }
 
+  status(): Record<string, unknown> {
+    return { schedulerId: this.job.id, triggerEvents: { ...this.eventCounts } };
+  }
+
   async stop(): Promise<void> {
     await this.firedHints?.close();
     await this.listener?.close();
     await Promise.all(this.consumers.map((w) => w.close()));
+    // Events being applied (a hint's batch has no job waiting on it) commit and publish their
+    // dispatches before the producer closes; what does not make it is re-dispatched later.
+    const applied = Promise.all([this.hintedResumes.drain(), this.jobResumes.drain()]);
+    await Promise.race([applied, new Promise<void>((resolve) => setTimeout(resolve, 5000).unref())]);
     await Promise.all([this.dispatchLoop.stop(), this.maintenanceLoop.stop(), this.cleanupLoop.stop()]);
     await this.job.stop();
     await this.dispatches.close();
@@ -210,7 +229,25 @@ export class Scheduler {
       await this.reject('queue:trigger-events', job, err);
       return;
     }
-    await this.resumeOnce(triggerId);
+    if (this.applied.has(triggerId)) {
+      this.eventCounts.jobsSettledWithoutStatement++;
+      return;
+    }
+    // Its hint's statement may have applied it, or skipped it (another scheduler held the row,
+    // and may yet roll back): only a statement that waits for the row settles it for certain.
+    const hinted = this.hinted.get(triggerId);
+    if (hinted && (await hinted.catch(() => false))) {
+      this.eventCounts.jobsSettledWithoutStatement++;
+      return;
+    }
+    this.eventCounts.jobStatements++;
+    this.jobPending.add(triggerId);
+    try {
+      await this.jobResumes.add(triggerId);
+      this.applied.add(triggerId);
+    } finally {
+      this.jobPending.delete(triggerId);
+    }
   }
 
   private async onFiredHint(message: string): Promise<void> {
@@ -225,47 +262,42 @@ export class Scheduler {
       );
       return;
     }
-    // Failures are only logged: the trigger's event job (or the backstop) applies it later.
+    // Back-pressure: past this many hinted events waiting, hints are dropped; the jobs (and the
+    // backstop scan) apply those events, only later.
+    if (this.hintedResumes.pending > MAX_HINTED_PENDING) return;
     for (const id of ids) {
-      this.resumeOnce(id).catch((err: unknown) => this.res.logger.warn({ err, triggerId: id }, 'applying a hinted trigger event failed; its job will retry'));
+      if (this.applied.has(id) || this.hinted.has(id) || this.jobPending.has(id)) continue;
+      const p = this.hintedResumes.add(id).then(
+        (resumed) => {
+          if (resumed) {
+            this.applied.add(id);
+            this.eventCounts.appliedByHint++;
+          }
+          return resumed;
+        },
+        (err: unknown) => {
+          this.res.logger.warn({ err, triggerId: id }, 'applying a hinted trigger event failed; its job applies it');
+          return false;
+        },
+      );
+      this.hinted.set(id, p);
+      void p.finally(() => this.hinted.delete(id));
     }
-  }
-
-  /**
-   * Applies the event of one trigger, at most one statement per trigger whether it is announced
-   * by a hint, by its job, or both. The compare-and-set in the statement is what makes a repeat
-   * harmless (several schedulers, a job retried); this only avoids statements that would match
-   * nothing.
-   */
-  private resumeOnce(triggerId: string): Promise<void> {
-    if (this.applied.has(triggerId)) return Promise.resolve();
-    const current = this.applying.get(triggerId);
-    if (current) return current;
-    const p = this.resumes.add(triggerId).then(
-      () => {
-        this.applying.delete(triggerId);
-        this.applied.add(triggerId);
-      },
-      (err: unknown) => {
-        this.applying.delete(triggerId);
-        throw err;
-      },
-    );
-    this.applying.set(triggerId, p);
-    return p;
   }
 
   /**
    * Applies many trigger events and dispatches the resumed tasks in one statement (one round
-   * trip and one commit on the resume path), then publishes their jobs.
+   * trip and one commit on the resume path), then publishes their jobs. Resolves, per id, whether
+   * this statement resumed its task.
    */
-  private async applyEvents(triggerIds: string[]): Promise<void[]> {
-    const resumed = await resumeFromTriggers(this.res.db.pool, [...new Set(triggerIds)], this.actor, { dispatch: true });
+  private async applyEvents(triggerIds: string[], opts: { skipLocked: boolean }): Promise<boolean[]> {
+    const resumed = await resumeFromTriggers(this.res.db.pool, [...new Set(triggerIds)], this.actor, { dispatch: true, skipLocked: opts.skipLocked });
     if (this.res.logger.isLevelEnabled('info')) {
       for (const r of resumed) this.res.logger.info({ taskInstanceId: r.id, triggerId: r.trigger_id, state: r.state }, 'task resumed');
     }
     await this.publish(resumed.flatMap((r) => (r.dispatch ? [r.dispatch] : [])));
-    return triggerIds.map(() => undefined);
+    const done = new Set(resumed.map((r) => r.trigger_id));
+    return triggerIds.map((id) => done.has(id));
   }
 
   private async onTaskRequest(job: Job): Promise<void> {
@@ -313,7 +345,7 @@ export class Scheduler {
     const fired = await firedUnapplied(this.res.db.pool, Math.max(1000, this.opts.pollMs), limit);
     if (fired.length) {
       this.res.logger.info({ count: fired.length }, 'applying fired triggers found by the backstop scan');
-      await this.applyEvents(fired);
+      await this.applyEvents(fired, { skipLocked: false });
     }
 
     await this.redispatchLost();
