@@ -503,8 +503,8 @@ describe('schema.prisma and the migrations', () => {
       ],
       [
         'an index made partial in the schema',
-        (s: string) => s.replace('@@index([firedAt], map: "trigger_fired_idx")', '@@index([firedAt], map: "trigger_fired_idx", where: raw("(fired_at IS NOT NULL)"))'),
-        'index trigger.trigger_fired_idx (fired_at) WHERE (fired_at IS NOT NULL)',
+        (s: string) => s.replace('@@index([createdAt], map: "rejection_created_idx")', '@@index([createdAt], map: "rejection_created_idx", where: raw("(job_id IS NOT NULL)"))'),
+        'index rejection.rejection_created_idx (created_at) WHERE (job_id IS NOT NULL)',
       ],
       ['an enum value added', (s: string) => s.replace('  cancelled\n', '  cancelled\n  removed\n'), 'enum task_state (scheduled, queued, running, deferred, up_for_retry, success, failed, skipped, cancelled, removed)'],
       ['a referential action changed', (s: string) => s.replace('onDelete: Cascade', 'onDelete: Restrict'), 'on delete r'],

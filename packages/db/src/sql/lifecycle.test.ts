@@ -16,7 +16,7 @@ import { recordRejection } from './rejections';
 import { firedUnapplied, resumeFromTriggers, retriesDue, timeoutDeferrals } from './resume';
 import { CHANNELS, type DispatchRow } from './rows';
 import { deferRun, deferRuns, failRun, heartbeatRuns, startRun, startRuns, succeedRun, succeedRuns, type RunKey } from './run';
-import { assignedTriggerIds, claimTriggers, recordTriggerOutcomes, releaseTriggers } from './triggers';
+import { assignedTriggerCount, assignedTriggerIds, claimTriggers, recordTriggerOutcomes, releaseTriggers, triggererLoad } from './triggers';
 
 const ACTOR = 'lifecycle-test';
 
@@ -511,6 +511,33 @@ describe('triggers: claim, record, release', () => {
     expect([d1.triggerId, d2.triggerId]).toContain(taken[0]!.id);
     expect(await assignedTriggerIds(pool, dead)).toEqual(new Set());
     expect(await heartbeatJob(pool, live, 1)).toBe(true);
+  });
+
+  it('takes over from a triggerer that ended without releasing, oldest first across unassigned and taken-over triggers', async () => {
+    const [ended, other] = [await triggerer(), await triggerer()];
+    const opts = { healthThresholdMs: 30_000, queues: ['default'] };
+    const held = await deferred();
+    expect(await claimTriggers(pool, { ...opts, limit: 10, triggererId: ended })).toHaveLength(1);
+    const fresh = [await deferred(), await deferred()];
+    // Created in this order: held first. The first claim comes from ended's, the next from the rest.
+    await pool.query(`UPDATE trigger SET created_at = now() - interval '1 minute' WHERE id = $1`, [held.triggerId]);
+    await pool.query(`UPDATE job SET state = 'ended' WHERE id = $1`, [ended]);
+    expect((await claimTriggers(pool, { ...opts, limit: 1, triggererId: other })).map((r) => r.id)).toEqual([held.triggerId]);
+    const rest = await claimTriggers(pool, { ...opts, limit: 10, triggererId: other });
+    expect(rest.map((r) => r.id).sort()).toEqual(fresh.map((d) => d.triggerId).sort());
+    expect(await assignedTriggerCount(pool, other)).toBe(3);
+  });
+
+  it('counts unfired triggers for a fair share only when there are live peers', async () => {
+    await Promise.all([deferred(), deferred(), deferred()]);
+    const a = await triggerer();
+    const load = (self: string) => triggererLoad(pool, { healthThresholdMs: 30_000, queues: ['default'], self });
+    expect(await load(a)).toMatchObject({ alive: 1, unfired: null, next_expiry_ms: null });
+    const b = await triggerer();
+    const two = await load(a);
+    expect(two).toMatchObject({ alive: 2, unfired: 3 });
+    expect(two.next_expiry_ms).toBeGreaterThan(20_000);
+    expect(await load(b)).toMatchObject({ alive: 2, unfired: 3 });
   });
 
   it('does not claim a trigger that no deferred task waits on', async () => {

@@ -9,23 +9,45 @@ export interface ClaimedTriggerRow {
   task_instance_id: string | null;
 }
 
-// Claims unassigned triggers, and those of triggerers whose heartbeat is older than the health
-// threshold, for which a task still waits. Index: trigger_claim_idx (triggerer_id, queue).
-// SKIP LOCKED: replicas claiming at once take disjoint sets.
+// Claims unfired triggers for which a task still waits: unassigned ones, and those of triggerers
+// whose heartbeat is older than the health threshold (or that ended without releasing them),
+// oldest first. SKIP LOCKED: replicas claiming at once take disjoint sets.
+// Both halves read indexes of unfired triggers only, never the whole table (it also holds fired
+// triggers until cleanup, and many dead row versions):
+//   - unassigned: trigger_unassigned_idx;
+//   - taken over: the triggerers holding unfired triggers, found by a loose index scan of
+//     trigger_claim_idx (one probe per holder, so ended job rows piling up cost nothing), minus
+//     the live ones, then their triggers through the same index.
 const CLAIM = `
-WITH alive AS (
-  SELECT id FROM job
-  WHERE job_type = 'triggerer' AND state = 'running'
-    AND latest_heartbeat > now() - make_interval(secs => $3::float8 / 1000)
-), picked AS (
-  SELECT t.id FROM trigger t
-  WHERE t.event IS NULL
-    AND (t.triggerer_id IS NULL OR t.triggerer_id NOT IN (SELECT id FROM alive))
+WITH RECURSIVE holders AS (
+  (SELECT triggerer_id FROM trigger WHERE event IS NULL AND triggerer_id IS NOT NULL ORDER BY triggerer_id LIMIT 1)
+  UNION ALL
+  SELECT (SELECT t.triggerer_id FROM trigger t
+          WHERE t.event IS NULL AND t.triggerer_id > h.triggerer_id ORDER BY t.triggerer_id LIMIT 1)
+  FROM holders h WHERE h.triggerer_id IS NOT NULL
+), dead AS (
+  SELECT h.triggerer_id AS id FROM holders h
+  WHERE h.triggerer_id IS NOT NULL AND NOT EXISTS (
+    SELECT 1 FROM job j WHERE j.id = h.triggerer_id AND j.state = 'running'
+      AND j.latest_heartbeat > now() - make_interval(secs => $3::float8 / 1000))
+), fresh AS (
+  SELECT t.id, t.created_at FROM trigger t
+  WHERE t.triggerer_id IS NULL AND t.event IS NULL
     AND coalesce(t.queue, 'default') = ANY($4::text[])
     AND EXISTS (SELECT 1 FROM task_instance ti WHERE ti.trigger_id = t.id AND ti.state = 'deferred')
   ORDER BY t.created_at
   LIMIT $2
   FOR UPDATE OF t SKIP LOCKED
+), orphaned AS (
+  SELECT t.id, t.created_at FROM trigger t
+  WHERE t.triggerer_id = ANY(ARRAY(SELECT id FROM dead)) AND t.event IS NULL
+    AND coalesce(t.queue, 'default') = ANY($4::text[])
+    AND EXISTS (SELECT 1 FROM task_instance ti WHERE ti.trigger_id = t.id AND ti.state = 'deferred')
+  ORDER BY t.created_at
+  LIMIT $2
+  FOR UPDATE OF t SKIP LOCKED
+), picked AS (
+  SELECT id FROM (SELECT * FROM fresh UNION ALL SELECT * FROM orphaned) p ORDER BY created_at LIMIT $2
 )
 UPDATE trigger t SET triggerer_id = $1
 WHERE t.id = ANY(ARRAY(SELECT id FROM picked))
@@ -41,34 +63,41 @@ export async function claimTriggers(
 }
 
 // How many triggerers serve these queues, and how many unfired triggers they share: each replica
-// claims up to its fair share, so work spreads instead of piling onto the first replica.
-// Index: job_liveness_idx; the count scans trigger_claim_idx.
+// claims up to its fair share, so work spreads instead of piling onto the first replica. The
+// count (over trigger_claim_idx, unfired triggers only) is taken only when there are peers: a
+// lone triggerer claims up to its capacity, and unfired is then null.
+// Index: job_liveness_idx.
 const LOAD = `
+WITH a AS (
+  SELECT count(*)::int AS alive FROM job
+  WHERE job_type = 'triggerer' AND state = 'running'
+    AND latest_heartbeat > now() - make_interval(secs => $1::float8 / 1000)
+    AND queues && $2::text[]
+)
 SELECT
-  (SELECT count(*) FROM job
-    WHERE job_type = 'triggerer' AND state = 'running'
-      AND latest_heartbeat > now() - make_interval(secs => $1::float8 / 1000)
-      AND queues && $2::text[])::int AS alive,
-  (SELECT count(*) FROM trigger
-    WHERE event IS NULL AND coalesce(queue, 'default') = ANY($2::text[]))::int AS unfired,
+  a.alive,
+  CASE WHEN a.alive > 1 THEN (SELECT count(*) FROM trigger
+    WHERE event IS NULL AND coalesce(queue, 'default') = ANY($2::text[]))::int END AS unfired,
   (SELECT (extract(epoch FROM (min(latest_heartbeat) - now())) * 1000 + $1::float8)::float8 FROM job
     WHERE job_type = 'triggerer' AND state = 'running' AND id <> $3
-      AND latest_heartbeat > now() - make_interval(secs => $1::float8 / 1000)) AS next_expiry_ms`;
+      AND latest_heartbeat > now() - make_interval(secs => $1::float8 / 1000)) AS next_expiry_ms
+FROM a`;
 
 /**
- * Live triggerers serving these queues, unfired triggers in them, and in how many ms the stalest
- * live peer would be declared dead if it stopped heartbeating now (null without peers).
+ * Live triggerers serving these queues, unfired triggers in them (null when there is at most one
+ * live triggerer: no share to compute), and in how many ms the stalest live peer would be
+ * declared dead if it stopped heartbeating now (null without peers).
  */
 export async function triggererLoad(
   db: Queryable,
   a: { healthThresholdMs: number; queues: readonly string[]; self: string },
-): Promise<{ alive: number; unfired: number; next_expiry_ms: number | null }> {
-  const { rows } = await db.query<{ alive: number; unfired: number; next_expiry_ms: number | null }>(LOAD, [
+): Promise<{ alive: number; unfired: number | null; next_expiry_ms: number | null }> {
+  const { rows } = await db.query<{ alive: number; unfired: number | null; next_expiry_ms: number | null }>(LOAD, [
     a.healthThresholdMs,
     a.queues,
     a.self,
   ]);
-  return rows[0] ?? { alive: 0, unfired: 0, next_expiry_ms: null };
+  return rows[0] ?? { alive: 0, unfired: null, next_expiry_ms: null };
 }
 
 /** How many unfired triggers are assigned to this triggerer (index: trigger_claim_idx). */

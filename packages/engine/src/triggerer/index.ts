@@ -153,7 +153,8 @@ export class Triggerer {
       self: this.triggererId,
     });
     this.watchPeerExpiry(load.next_expiry_ms);
-    const fairShare = Math.ceil(load.unfired / Math.max(1, load.alive));
+    // Alone (or not yet counted as alive), a triggerer takes what it has room for.
+    const fairShare = load.unfired === null ? Infinity : Math.ceil(load.unfired / Math.max(1, load.alive));
     const batch = this.opts.claimBatch ?? 5000;
     const limit = Math.min(room, batch, Math.max(0, fairShare - this.running.size));
     if (limit <= 0) return;

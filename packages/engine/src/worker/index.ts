@@ -66,8 +66,6 @@ export class TaskWorker {
   // deferral or success that is ready at the same moment, instead of one per task. While one
   // batch commits the next one gathers, so batches grow with the load and add no wait when idle.
   private readonly starts: Batcher<StartKey, TaskInstanceRow | null>;
-  /** Starts of resumed tasks (their jobs carry no priority): a lane of their own, see process(). */
-  private readonly resumedStarts: Batcher<StartKey, TaskInstanceRow | null>;
   private readonly deferrals: Batcher<{ key: RunKey; deferral: Deferral }, boolean>;
   private readonly successes: Batcher<{ key: RunKey; result: unknown }, boolean>;
 
@@ -85,7 +83,6 @@ export class TaskWorker {
     this.hints = new HintPublisher(res.redisUrl, triggerCreatedChannel(res.prefix));
     const pool = res.db.pool;
     this.starts = new Batcher((keys) => startRuns(pool, keys), 1000, 1, true);
-    this.resumedStarts = new Batcher((keys) => startRuns(pool, keys), 1000, 1, true);
     this.deferrals = new Batcher((runs) => deferRuns(pool, runs), 1000, 1, true);
     this.successes = new Batcher((runs) => succeedRuns(pool, runs), 1000, 1, true);
     this.heartbeat = new Loop('worker-run-heartbeat', opts.heartbeatMs, () => this.heartbeatRuns(), res.logger);
@@ -123,7 +120,7 @@ export class TaskWorker {
     for (const run of this.active.values()) run.abort.abort(new Error('worker shutting down'));
     await Promise.all(this.consumers.map((w) => w.close(true).catch(() => undefined)));
     // Outcomes still being recorded in batches reach PostgreSQL before its pool closes.
-    const recorded = Promise.all([this.starts.drain(), this.resumedStarts.drain(), this.deferrals.drain(), this.successes.drain()]);
+    const recorded = Promise.all([this.starts.drain(), this.deferrals.drain(), this.successes.drain()]);
     await Promise.race([recorded, new Promise<void>((resolve) => setTimeout(resolve, this.opts.shutdownGraceMs).unref())]);
     await this.heartbeat.stop();
     await this.hints.close();
@@ -146,11 +143,7 @@ export class TaskWorker {
       this.res.logger.warn({ jobId: job.id, queue, reason }, 'rejected malformed task job');
       throw new UnrecoverableError(reason);
     }
-    // The scheduler publishes resumed tasks without a priority and new work with one (resumes
-    // overtake new work in the queue). A resumed task's start also skips the line here: it does
-    // not wait for a big batch of new starts to commit before its own batch is sent.
-    const lane = job.opts.priority ? this.starts : this.resumedStarts;
-    const row = await lane.add({
+    const row = await this.starts.add({
       id: msg.taskInstanceId,
       tryNumber: msg.tryNumber,
       dispatchAttempt: msg.dispatchAttempt,
