@@ -6,6 +6,8 @@
 --   - unfired triggers per triggerer (takeover, sync, release, load): trigger_claim_idx, partial;
 --   - fired triggers (the scheduler's backstop scan): trigger_fired_idx, partial.
 -- A partial index also takes no entry for a row version outside it (fewer index writes).
+-- No index now serves "all triggers of triggerer X, fired or not": deleting a job row (nothing
+-- does today) would scan the table for its ON DELETE SET NULL.
 
 -- DropIndex
 DROP INDEX "trigger_claim_idx";

@@ -528,6 +528,15 @@ describe('triggers: claim, record, release', () => {
     expect(await assignedTriggerCount(pool, other)).toBe(3);
   });
 
+  it('a trigger held by a live process that is not a triggerer is claimable', async () => {
+    const d = await deferred();
+    const scheduler = randomUUID();
+    await registerJob(pool, { id: scheduler, jobType: 'scheduler', hostname: 'test-host', pid: process.pid, capacity: 0, queues: [] });
+    await pool.query('UPDATE trigger SET triggerer_id = $1 WHERE id = $2', [scheduler, d.triggerId]);
+    const a = await triggerer();
+    expect((await claimTriggers(pool, { triggererId: a, limit: 10, healthThresholdMs: 30_000, queues: ['default'] })).map((r) => r.id)).toEqual([d.triggerId]);
+  });
+
   it('counts unfired triggers for a fair share only when there are live peers', async () => {
     await Promise.all([deferred(), deferred(), deferred()]);
     const a = await triggerer();

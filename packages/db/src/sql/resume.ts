@@ -16,10 +16,12 @@ import type { DispatchRow } from './rows';
 // which every scheduler hears) a locked row is passed over at once, so schedulers never queue on
 // each other nor deadlock; a skipped event may still be unapplied if its holder rolls back, so the
 // caller must not take "not returned" for "done" (the trigger-event job applies it then).
+// Rows are locked in id order whatever the plan, so two waiting statements cannot deadlock.
 const PICK = `
 WITH picked AS (
   SELECT ti.id FROM trigger t JOIN task_instance ti ON ti.trigger_id = t.id
   WHERE t.id = ANY($1::uuid[]) AND t.event IS NOT NULL AND ti.state = 'deferred'
+  ORDER BY ti.id
   FOR UPDATE OF ti %LOCK%
 )`;
 const RESUME_SET = `
@@ -90,8 +92,9 @@ export async function firedUnapplied(db: Queryable, olderThanMs: number, limit: 
   return (await db.query<{ id: string }>(FIRED_UNAPPLIED, [olderThanMs, limit])).rows.map((r) => r.id);
 }
 
-// A trigger that fired before the deadline wins even if its event is not applied yet (its job or
-// the backstop scan applies it); one that fired after it, or never, loses.
+// An outcome recorded (fired_at, the recording's time) by the deadline wins even if its event is
+// not applied yet (its job or the backstop scan applies it); one recorded later, or never, loses.
+// Between this statement and a recording that commits meanwhile, the first commit wins.
 // Index: task_instance_trigger_timeout_idx, trigger_pkey.
 const TIMEOUT = `
 WITH picked AS (

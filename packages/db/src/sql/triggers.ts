@@ -18,6 +18,8 @@ export interface ClaimedTriggerRow {
 //   - taken over: the triggerers holding unfired triggers, found by a loose index scan of
 //     trigger_claim_idx (one probe per holder, so ended job rows piling up cost nothing), minus
 //     the live ones, then their triggers through the same index.
+// Each half locks up to $2 rows before the oldest $2 of both are kept; the rest stay locked until
+// commit, so a replica claiming at that instant skips them (it gets them on its next claim).
 const CLAIM = `
 WITH RECURSIVE holders AS (
   (SELECT triggerer_id FROM trigger WHERE event IS NULL AND triggerer_id IS NOT NULL ORDER BY triggerer_id LIMIT 1)
@@ -28,7 +30,7 @@ WITH RECURSIVE holders AS (
 ), dead AS (
   SELECT h.triggerer_id AS id FROM holders h
   WHERE h.triggerer_id IS NOT NULL AND NOT EXISTS (
-    SELECT 1 FROM job j WHERE j.id = h.triggerer_id AND j.state = 'running'
+    SELECT 1 FROM job j WHERE j.id = h.triggerer_id AND j.job_type = 'triggerer' AND j.state = 'running'
       AND j.latest_heartbeat > now() - make_interval(secs => $3::float8 / 1000))
 ), fresh AS (
   SELECT t.id, t.created_at FROM trigger t

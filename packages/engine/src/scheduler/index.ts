@@ -345,7 +345,8 @@ export class Scheduler {
     const fired = await firedUnapplied(this.res.db.pool, Math.max(1000, this.opts.pollMs), limit);
     if (fired.length) {
       this.res.logger.info({ count: fired.length }, 'applying fired triggers found by the backstop scan');
-      await this.applyEvents(fired, { skipLocked: false });
+      // Skips rows another statement holds: the scan comes round again next poll.
+      await this.applyEvents(fired, { skipLocked: true });
     }
 
     await this.redispatchLost();
