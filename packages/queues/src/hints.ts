@@ -4,8 +4,9 @@ import { bullPrefix, redisOptions } from './redis';
 /**
  * Wake-up hints over Redis pub/sub: "a trigger was created on queue Q", "these triggers fired". A
  * hint carries no fact (the rows are in PostgreSQL; triggerers also poll, and every fired trigger
- * also has its trigger-event job), so a lost hint only costs latency. Redis rather than PostgreSQL NOTIFY: NOTIFY serialises every notifying commit on a
- * server-wide lock, which capped deferrals at a few hundred per second here.
+ * also has its trigger-event job), so a lost hint only costs latency. Redis rather than PostgreSQL
+ * NOTIFY: NOTIFY serialises every notifying commit on a server-wide lock, which capped deferrals
+ * at a few hundred per second here.
  */
 export function triggerCreatedChannel(prefix: string): string {
   return `${bullPrefix(prefix)}:hint:trigger-created`;

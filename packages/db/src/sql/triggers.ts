@@ -20,6 +20,17 @@ export interface ClaimedTriggerRow {
 //     the live ones, then their triggers through the same index.
 // Each half locks up to $2 rows before the oldest $2 of both are kept; the rest stay locked until
 // commit, so a replica claiming at that instant skips them (it gets them on its next claim).
+// One half of the claim: unfired triggers of these queues held as `owner` says, for which a task
+// still waits, oldest first, locked.
+const claimable = (owner: string) => `
+  SELECT t.id, t.created_at FROM trigger t
+  WHERE ${owner} AND t.event IS NULL
+    AND coalesce(t.queue, 'default') = ANY($4::text[])
+    AND EXISTS (SELECT 1 FROM task_instance ti WHERE ti.trigger_id = t.id AND ti.state = 'deferred')
+  ORDER BY t.created_at
+  LIMIT $2
+  FOR UPDATE OF t SKIP LOCKED`;
+
 const CLAIM = `
 WITH RECURSIVE holders AS (
   (SELECT triggerer_id FROM trigger WHERE event IS NULL AND triggerer_id IS NOT NULL ORDER BY triggerer_id LIMIT 1)
@@ -32,22 +43,8 @@ WITH RECURSIVE holders AS (
   WHERE h.triggerer_id IS NOT NULL AND NOT EXISTS (
     SELECT 1 FROM job j WHERE j.id = h.triggerer_id AND j.job_type = 'triggerer' AND j.state = 'running'
       AND j.latest_heartbeat > now() - make_interval(secs => $3::float8 / 1000))
-), fresh AS (
-  SELECT t.id, t.created_at FROM trigger t
-  WHERE t.triggerer_id IS NULL AND t.event IS NULL
-    AND coalesce(t.queue, 'default') = ANY($4::text[])
-    AND EXISTS (SELECT 1 FROM task_instance ti WHERE ti.trigger_id = t.id AND ti.state = 'deferred')
-  ORDER BY t.created_at
-  LIMIT $2
-  FOR UPDATE OF t SKIP LOCKED
-), orphaned AS (
-  SELECT t.id, t.created_at FROM trigger t
-  WHERE t.triggerer_id = ANY(ARRAY(SELECT id FROM dead)) AND t.event IS NULL
-    AND coalesce(t.queue, 'default') = ANY($4::text[])
-    AND EXISTS (SELECT 1 FROM task_instance ti WHERE ti.trigger_id = t.id AND ti.state = 'deferred')
-  ORDER BY t.created_at
-  LIMIT $2
-  FOR UPDATE OF t SKIP LOCKED
+), fresh AS (${claimable('t.triggerer_id IS NULL')}
+), orphaned AS (${claimable('t.triggerer_id = ANY(ARRAY(SELECT id FROM dead))')}
 ), picked AS (
   SELECT id FROM (SELECT * FROM fresh UNION ALL SELECT * FROM orphaned) p ORDER BY created_at LIMIT $2
 )

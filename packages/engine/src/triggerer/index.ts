@@ -316,7 +316,9 @@ export class Triggerer {
       // The hint lets schedulers apply the events at once, before their jobs reach the front of
       // the trigger-event queue; the jobs follow. A lost publish of either is recovered by the
       // scheduler's backstop scan of fired triggers.
-      for (let i = 0; i < recorded.length; i += MAX_FIRED_HINT_IDS) this.firedHints.publishNow(recorded.slice(i, i + MAX_FIRED_HINT_IDS).join(','));
+      for (let i = 0; i < recorded.length; i += MAX_FIRED_HINT_IDS) {
+        this.firedHints.publishNow(recorded.slice(i, i + MAX_FIRED_HINT_IDS).join(','));
+      }
       await this.events.addBulk(undefined, recorded.map((triggerId) => ({ triggerId }))).catch((err: unknown) =>
         this.res.logger.warn({ err, count: recorded!.length }, 'publishing trigger events failed; the scheduler backstop will apply them'),
       );
