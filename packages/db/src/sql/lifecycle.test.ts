@@ -132,9 +132,9 @@ async function running(over: Partial<NewTaskInstance> = {}, workerId: string = r
   return { id: d.id, tryNumber: d.try_number, workerId, actor: ACTOR };
 }
 
-async function deferred(opts: { timeoutMs?: number | null; queue?: string | null; nextKwargs?: unknown } = {}) {
+async function deferred(opts: { timeoutMs?: number | null; queue?: string | null; nextKwargs?: unknown; triggerId?: string } = {}) {
   const key = await running();
-  const triggerId = randomUUID();
+  const triggerId = opts.triggerId ?? randomUUID();
   const ok = await deferRun(pool, key, {
     trigger: { id: triggerId, classpath: 'datetime', kwargsToken: 'v1.test.token', queue: opts.queue ?? null },
     nextMethod: 'resume_here',
@@ -735,7 +735,60 @@ describe('resume', () => {
     }
     expect((await transitions(d.id)).filter(([from]) => from === 'deferred')).toEqual([['deferred', 'scheduled', 1, 'scheduler-a']]);
   });
+  it('two waiting resumes of the same rows lock them in id order, whatever their plans, and do not deadlock', async () => {
+    // Three tasks whose physical order (a sequential scan's) is the reverse of their trigger ids'
+    // order (an index scan's on task_instance_trigger_idx). Created one after another in freshly
+    // truncated tables, their row versions lie in creation order.
+    const triggerIds = [randomUUID(), randomUUID(), randomUUID()].sort().reverse();
+    const [x, z, y] = [await deferred({ triggerId: triggerIds[0] }), await deferred({ triggerId: triggerIds[1] }), await deferred({ triggerId: triggerIds[2] })];
+    await recordTriggerOutcomes(pool, [x, z, y].map((d) => ({ triggerId: d.triggerId, outcome: { kind: 'event', payload: 1 } })));
+    const physical = (await pool.query<{ id: string }>('SELECT id FROM task_instance ORDER BY ctid')).rows.map((r) => r.id);
+    expect(physical).toEqual([x.id, z.id, y.id]);
+
+    const [seq, idx, blocker] = [await pool.connect(), await pool.connect(), await pool.connect()];
+    const planOf = async (c: Queryable) =>
+      JSON.stringify(
+        (await c.query(`EXPLAIN (FORMAT JSON) SELECT id FROM task_instance WHERE trigger_id = ANY($1::uuid[]) AND state = 'deferred'`, [triggerIds])).rows,
+      );
+    try {
+      // Left to their plans' order, `seq` would lock x, z, y and `idx` y, z, x: with z held
+      // elsewhere, each takes its first row, then the one that gets z waits for the other's first.
+      await seq.query('SET enable_indexscan = off; SET enable_bitmapscan = off; SET enable_indexonlyscan = off');
+      await idx.query('SET enable_seqscan = off; SET enable_bitmapscan = off');
+      expect(await planOf(seq)).toContain('"Seq Scan"');
+      expect(await planOf(idx)).toContain('"Index Scan"');
+      await blocker.query('BEGIN');
+      await blocker.query('SELECT 1 FROM task_instance WHERE id = $1 FOR UPDATE', [z.id]);
+      const pids = await Promise.all([seq, idx].map(async (c) => (await c.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid));
+      const outcomes = Promise.allSettled([
+        resumeFromTriggers(seq, triggerIds, 'scheduler-a'),
+        resumeFromTriggers(idx, triggerIds, 'scheduler-b'),
+      ]);
+      // Both statements are waiting on a row lock before z is released.
+      await waitForLockWaits(pids);
+      await blocker.query('COMMIT');
+      const [a, b] = await outcomes;
+      expect([a.status, b.status]).toEqual(['fulfilled', 'fulfilled']); // a deadlock rejects one (40P01)
+      const resumed = [a, b].flatMap((r) => (r.status === 'fulfilled' ? r.value.map((v) => v.id) : []));
+      expect(resumed.sort()).toEqual([x.id, z.id, y.id].sort()); // each task once, by one of them
+    } finally {
+      await blocker.query('ROLLBACK').catch(() => undefined);
+      for (const c of [seq, idx]) await c.query('RESET ALL').catch(() => undefined);
+      for (const c of [seq, idx, blocker]) c.release();
+    }
+    for (const d of [x, z, y]) expect((await transitions(d.id)).filter(([from]) => from === 'deferred')).toHaveLength(1);
+  });
 });
+
+/** Waits until every one of these backends waits on a lock. */
+async function waitForLockWaits(pids: number[]): Promise<void> {
+  for (let i = 0; i < 500; i++) {
+    const n = await count(`pg_stat_activity WHERE pid = ANY($1) AND wait_event_type = 'Lock'`, [pids]);
+    if (n === pids.length) return;
+    await sleep(10);
+  }
+  throw new Error(`backends ${pids.join(', ')} did not all reach a lock wait`);
+}
 
 describe('timeoutDeferrals', () => {
   it('sends deferrals past their timeout to __fail__ once, and a late event then changes nothing', async () => {
