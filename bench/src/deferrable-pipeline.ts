@@ -14,6 +14,7 @@ export interface PipelineOptions {
   slots: number;
   eventConcurrency: number;
   dispatchBatch: number;
+  replicas: { scheduler: number; triggerer: number };
   timeoutMs: number;
   /** Tasks enqueued per second, or null for all at once. */
   rate: number | null;
@@ -92,18 +93,21 @@ export function environmentOverrides(): string[] {
 }
 
 /** Starts the apps into `apps` (so that teardown sees each one as soon as it exists). */
-async function startApps(env: TestEnv, o: PipelineOptions, db: Client, apps: Map<AppName, AppProcess>): Promise<void> {
+async function startApps(env: TestEnv, o: PipelineOptions, db: Client, apps: AppProcess[]): Promise<void> {
   const vars = env.appEnv({ ...appSettings(o), ...instrumentEnv(o.instrument) });
-  for (const name of ['scheduler', 'triggerer', 'worker'] as const) apps.set(name, new AppProcess(name, vars));
+  const wanted: Record<AppName, number> = { ...o.replicas, worker: 1 };
+  for (const [name, n] of Object.entries(wanted) as [AppName, number][]) {
+    for (let i = 0; i < n; i++) apps.push(new AppProcess(name, vars));
+  }
   // At LOG_LEVEL=warn the apps print no "started" line: each registers its job row instead.
   await waitFor(
     async () => {
-      for (const a of apps.values()) if (!a.running) throw new Error(`${a.name} exited at startup: ${a.stderr.join('\n').slice(0, 2000)}`);
-      const types = new Set((await db.query<{ job_type: string }>(SQL.RUNNING_JOBS)).rows.map((r) => r.job_type));
-      return types.size === 3;
+      for (const a of apps) if (!a.running) throw new Error(`${a.name} exited at startup: ${a.stderr.join('\n').slice(0, 2000)}`);
+      const running = (await db.query<{ job_type: AppName; n: number }>(SQL.RUNNING_JOBS)).rows;
+      return (Object.keys(wanted) as AppName[]).every((t) => running.find((r) => r.job_type === t)?.n === wanted[t]);
     },
     20_000,
-    'scheduler, triggerer and worker to register',
+    'the schedulers, triggerers and worker to register',
     50,
   );
   // Let the BullMQ consumers and LISTEN connections finish connecting.
@@ -179,9 +183,9 @@ function perCycle(before: SQL.DbCounters, after: SQL.DbCounters, tasks: number):
   return out;
 }
 
-function problems(apps: Map<AppName, AppProcess>): Record<string, number> {
+function problems(apps: readonly AppProcess[]): Record<string, number> {
   const out: Record<string, number> = {};
-  for (const a of apps.values()) {
+  for (const a of apps) {
     for (const r of a.logs) if (r.level >= 40) out[`${a.name}: ${r.msg}`] = (out[`${a.name}: ${r.msg}`] ?? 0) + 1;
   }
   return out;
@@ -194,9 +198,9 @@ export async function runDeferrable(o: PipelineOptions): Promise<DeferrableFigur
   const db = new Client({ connectionString: env.databaseUrl, application_name: 'deferrable-bench' });
   await db.connect();
   await db.query(SQL.KEEP_FIRED_TRIGGERS);
-  const apps = new Map<AppName, AppProcess>();
+  const apps: AppProcess[] = [];
   const undoApps = onTeardown('app processes', async () => {
-    await Promise.all([...apps.values()].map((a) => a.stop()));
+    await Promise.all(apps.map((a) => a.stop()));
     await db.end().catch(() => undefined);
   });
   try {
@@ -208,11 +212,12 @@ export async function runDeferrable(o: PipelineOptions): Promise<DeferrableFigur
     const cpuAfter = cpuSnapshot();
     const redisAfter = await redisCommands(env.redis);
     const backends = new Set((await db.query<{ pid: number }>(SQL.BACKEND_PIDS)).rows.map((r) => r.pid));
-    const pidOf = (n: AppName) => apps.get(n)!.pid;
+    const pidsOf = (n: AppName) => new Set(apps.filter((a) => a.name === n).map((a) => a.pid));
+    const [schedulers, triggerers, workers] = [pidsOf('scheduler'), pidsOf('triggerer'), pidsOf('worker')];
     const cpu = cpuUsage(cpuBefore, cpuAfter, [
-      { label: 'scheduler', pids: (pid) => pid === pidOf('scheduler') },
-      { label: 'triggerer', pids: (pid) => pid === pidOf('triggerer') },
-      { label: 'worker', pids: (pid) => pid === pidOf('worker') },
+      { label: 'scheduler', pids: (pid) => schedulers.has(pid) },
+      { label: 'triggerer', pids: (pid) => triggerers.has(pid) },
+      { label: 'worker', pids: (pid) => workers.has(pid) },
       { label: 'bench', pids: (pid) => pid === process.pid },
       { label: 'postgres (this db)', pids: (pid) => backends.has(pid) },
       { label: 'postgres (rest)', pids: (_pid, comm) => comm === 'postgres' },

@@ -10,13 +10,15 @@ import { interrupted, teardownAll, teardownOnSignals } from './teardown';
  * report and, as its very last line, one JSON object.
  */
 const USAGE = `usage: npm run bench -- lifecycle [--tasks N] [--runs R] [--slots S] [--event-concurrency C]
-         [--dispatch-batch B] [--timeout-s T] [--rate R] [--census] [--cpu-prof]
+         [--dispatch-batch B] [--schedulers S] [--triggerers T] [--timeout-s T] [--rate R] [--census] [--cpu-prof]
   --tasks              task instances per run (default 10000)
   --runs               measurements; the report gives medians (default 1)
   --slots              worker slots, and the BullMQ-only worker's concurrency (default 128; the
                        worker records its slots' steps in batches over at most 12 PostgreSQL connections)
   --event-concurrency  scheduler trigger-event consumer concurrency (default 256)
   --dispatch-batch     scheduler dispatch batch (default 500)
+  --schedulers         scheduler processes (default 1; each hears every fired hint)
+  --triggerers         triggerer processes (default 1; they share the triggers)
   --timeout-s          give up on a pipeline after this long (default 300)
   --rate               enqueue at this many tasks/s (open loop) instead of all at once
   --census             count SQL statements and Redis commands per process (instrumented: slower)
@@ -85,6 +87,8 @@ const Options = z.object({
   slots: z.coerce.number().int().min(1).max(1024).default(128),
   'event-concurrency': z.coerce.number().int().min(1).default(256),
   'dispatch-batch': z.coerce.number().int().min(1).default(500),
+  schedulers: z.coerce.number().int().min(1).max(8).default(1),
+  triggerers: z.coerce.number().int().min(1).max(8).default(1),
   'timeout-s': z.coerce.number().min(1).default(300),
   rate: z.coerce.number().min(1).optional(),
   census: z.boolean().default(false),
@@ -125,6 +129,7 @@ async function main(): Promise<number> {
       slots: o.slots,
       eventConcurrency: o['event-concurrency'],
       dispatchBatch: o['dispatch-batch'],
+      replicas: { scheduler: o.schedulers, triggerer: o.triggerers },
       timeoutMs: o['timeout-s'] * 1000,
       rate: o.rate ?? null,
       instrument:

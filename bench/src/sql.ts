@@ -117,4 +117,4 @@ export type DbCounters = z.infer<typeof DbCounters>;
 
 export const BACKEND_PIDS = `SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`;
 
-export const RUNNING_JOBS = `SELECT DISTINCT job_type FROM job WHERE state = 'running'`;
+export const RUNNING_JOBS = `SELECT job_type, count(*)::int AS n FROM job WHERE state = 'running' GROUP BY job_type`;

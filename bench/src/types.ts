@@ -7,6 +7,8 @@ export interface LifecycleOptions {
   slots: number;
   eventConcurrency: number;
   dispatchBatch: number;
+  /** `--schedulers` / `--triggerers`: processes of each (one worker process in every case). */
+  replicas: { scheduler: number; triggerer: number };
   timeoutMs: number;
   /** `--rate`: tasks enqueued per second (open loop), or null for all at once. */
   rate: number | null;
