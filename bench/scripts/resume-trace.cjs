@@ -31,6 +31,8 @@ const HOPS = [
   ['statement done -> dispatch job added', (p) => p.added.t - p.stmt.t],
   ['job added -> taken by a worker (BullMQ processedOn)', (p) => p.enter.proc - p.added.t],
   ['taken -> worker handler entered', (p) => p.enter.t - p.enter.proc],
+  ['  of which: taken -> job data in the worker', (p) => p.arrived.t - p.enter.proc],
+  ['  of which: in BullMQ\'s loop queue, until dequeued', (p) => p.dequeued.t - p.arrived.t],
   ['handler -> start committed (callback starts)', (p) => p.started.t - p.enter.t],
   ['TOTAL record statement sent -> callback starts', (p) => p.started.t - p.rec.t0],
 ];
@@ -44,6 +46,8 @@ for (const [triggerId, stmt] of points.stmtDone ?? new Map()) {
     added: get('published', triggerId),
     enter: get('wEnter', stmt.task),
     started: get('wStarted', stmt.task),
+    arrived: get('wArrived', stmt.task),
+    dequeued: get('wDequeued', stmt.task),
   };
   if (Object.values(p).every(Boolean)) paths.push(p);
 }
