@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { canTransition, FAIL_METHOD, type TaskState } from '@deferrable/domain';
-import { createTestEnv, type TestEnv } from '@deferrable/testkit';
+import { createTestEnv, waitFor, type TestEnv } from '@deferrable/testkit';
 import { Client, type Pool } from 'pg';
 import type { Queryable } from '../client';
 import { insertTaskInstance, type NewTaskInstance } from './enqueue';
@@ -725,8 +725,9 @@ describe('resume', () => {
       expect(await resumeFromTriggers(other, [d.triggerId], 'scheduler-b')).toHaveLength(1);
       expect(await resumeFromTriggers(self, [d.triggerId], 'scheduler-a', { skipLocked: true })).toEqual([]);
       // The default waits for the row, then sees it still deferred once the holder rolls back.
+      const selfPid = await backendPid(self);
       const waiting = resumeFromTriggers(self, [d.triggerId], 'scheduler-a');
-      await sleep(100);
+      await waitForLockWaits([selfPid]);
       await other.query('ROLLBACK');
       expect((await waiting).map((r) => r.id)).toEqual([d.id]);
     } finally {
@@ -735,6 +736,7 @@ describe('resume', () => {
     }
     expect((await transitions(d.id)).filter(([from]) => from === 'deferred')).toEqual([['deferred', 'scheduled', 1, 'scheduler-a']]);
   });
+
   it('two waiting resumes of the same rows lock them in id order, whatever their plans, and do not deadlock', async () => {
     // Three tasks whose physical order (a sequential scan's) is the reverse of their trigger ids'
     // order (an index scan's on task_instance_trigger_idx). Created one after another in freshly
@@ -759,7 +761,7 @@ describe('resume', () => {
       expect(await planOf(idx)).toContain('"Index Scan"');
       await blocker.query('BEGIN');
       await blocker.query('SELECT 1 FROM task_instance WHERE id = $1 FOR UPDATE', [z.id]);
-      const pids = await Promise.all([seq, idx].map(async (c) => (await c.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid));
+      const pids = await Promise.all([seq, idx].map(backendPid));
       const outcomes = Promise.allSettled([
         resumeFromTriggers(seq, triggerIds, 'scheduler-a'),
         resumeFromTriggers(idx, triggerIds, 'scheduler-b'),
@@ -780,14 +782,15 @@ describe('resume', () => {
   });
 });
 
+/** The server process of a connection (ask before the connection is busy with a statement). */
+async function backendPid(c: Queryable): Promise<number> {
+  return (await c.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+}
+
 /** Waits until every one of these backends waits on a lock. */
 async function waitForLockWaits(pids: number[]): Promise<void> {
-  for (let i = 0; i < 500; i++) {
-    const n = await count(`pg_stat_activity WHERE pid = ANY($1) AND wait_event_type = 'Lock'`, [pids]);
-    if (n === pids.length) return;
-    await sleep(10);
-  }
-  throw new Error(`backends ${pids.join(', ')} did not all reach a lock wait`);
+  const waiting = () => count(`pg_stat_activity WHERE pid = ANY($1) AND wait_event_type = 'Lock'`, [pids]);
+  await waitFor(async () => (await waiting()) === pids.length, 5_000, `backends ${pids.join(', ')} to wait on a lock`, 10);
 }
 
 describe('timeoutDeferrals', () => {

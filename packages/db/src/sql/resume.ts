@@ -21,12 +21,12 @@ import type { DispatchRow } from './rows';
 // trigger: the join was planned as a hash join over a sequential scan of task_instance (every
 // row version of every task, 20 ms under load in the benchmark). Whether the trigger has fired is
 // checked by the UPDATE below; a row locked here whose trigger has not fired is left unchanged.
-const PICK = `
+const pick = (lock: '' | 'SKIP LOCKED') => `
 WITH picked AS (
   SELECT id FROM task_instance
   WHERE trigger_id = ANY($1::uuid[]) AND state = 'deferred'
   ORDER BY id
-  FOR UPDATE %LOCK%
+  FOR UPDATE ${lock}
 )`;
 const RESUME_SET = `
 UPDATE task_instance ti
@@ -50,8 +50,8 @@ SET state = CASE
 FROM trigger t
 WHERE ti.id = ANY(ARRAY(SELECT id FROM picked)) AND t.id = ti.trigger_id AND t.event IS NOT NULL AND ti.state = 'deferred'
 RETURNING ti.id, ti.state, t.id AS trigger_id, ti.try_number, ti.dispatch_attempt, ti.queue, ti.priority, ti.next_method`;
-const RESUME = PICK.replace('%LOCK%', '') + RESUME_SET;
-const RESUME_SKIP_LOCKED = PICK.replace('%LOCK%', 'SKIP LOCKED') + RESUME_SET;
+const RESUME = pick('') + RESUME_SET;
+const RESUME_SKIP_LOCKED = pick('SKIP LOCKED') + RESUME_SET;
 
 export interface ResumedRow {
   id: string;
@@ -64,7 +64,7 @@ export interface ResumedRow {
 /**
  * deferred -> scheduled (or a terminal state) for the tasks waiting on these fired triggers; with
  * `dispatch`, on to queued in the same statement, ready to publish. With `skipLocked`, rows held by
- * another transaction are passed over (see PICK).
+ * another transaction are passed over (see `pick`).
  */
 export async function resumeFromTriggers(
   db: Queryable,

@@ -255,10 +255,9 @@ export class Scheduler {
     try {
       ids = parseInput(TriggerFiredHintSchema, message, 'trigger-fired hint');
     } catch (err) {
-      const reason = toDeferrableError(err).message;
-      this.res.logger.warn({ source: 'hint:trigger-fired', reason }, 'rejected hint');
-      await recordRejection(this.res.db.pool, { source: 'hint:trigger-fired', jobId: null, reason, excerpt: message.slice(0, 1000) }).catch(
-        (e: unknown) => this.res.logger.warn({ err: e }, 'could not record a rejected hint'),
+      // A hint has no job to fail; if the rejection cannot be recorded, the log line remains.
+      await this.refuse('hint:trigger-fired', null, err, message).catch((e: unknown) =>
+        this.res.logger.warn({ err: e }, 'could not record a rejected hint'),
       );
       return;
     }
@@ -323,10 +322,15 @@ export class Scheduler {
 
   /** Records refused input where a person will see it; the job fails without retry. */
   private async reject(source: string, job: Job, err: unknown): Promise<never> {
+    throw new UnrecoverableError(await this.refuse(source, job.id ?? null, err, job.data));
+  }
+
+  /** Logs refused input and records it (the excerpt is bounded by recordRejection); the reason. */
+  private async refuse(source: string, jobId: string | null, err: unknown, excerpt: unknown): Promise<string> {
     const reason = toDeferrableError(err).message;
-    await recordRejection(this.res.db.pool, { source, jobId: job.id ?? null, reason, excerpt: job.data });
-    this.res.logger.warn({ source, jobId: job.id, reason }, 'rejected job');
-    throw new UnrecoverableError(reason);
+    this.res.logger.warn({ source, jobId, reason }, 'rejected input');
+    await recordRejection(this.res.db.pool, { source, jobId, reason, excerpt });
+    return reason;
   }
 
   /** Periodic recovery and time-based transitions. */
