@@ -29,7 +29,9 @@ export type Stage =
   | 'recorded -> applied'
   | 'applied -> queued'
   | 'queued -> running'
-  | 'callback: running -> success';
+  | 'callback: running -> success'
+  | 'resume, while new executes still start'
+  | 'resume, after the last execute started';
 
 export interface DeferrableFigures {
   cyclesPerS: number;
@@ -153,6 +155,10 @@ function summarise(rows: SQL.ResumePathRow[], startedAt: number, tasks: number) 
   const ok = rows.filter((r) => r.runs === 2 && r.recorded !== null && r.run2 !== null && r.succeeded !== null);
   const d = (f: (r: SQL.ResumePathRow) => number) => distribution(ok.map(f));
   const finished = Math.max(...ok.map((r) => r.succeeded!));
+  // Splits the resumes by whether the pipeline was still starting new executes when the event was
+  // recorded: it shows how much of the resume time is contention with the rest of the burst.
+  const lastExecute = Math.max(...ok.map((r) => r.run1!));
+  const resumeIf = (f: (r: SQL.ResumePathRow) => boolean) => distribution(ok.filter(f).map((r) => r.run2! - r.recorded!));
   return {
     elapsedMs: finished - startedAt,
     cyclesPerS: (tasks * 1000) / (finished - startedAt),
@@ -166,6 +172,8 @@ function summarise(rows: SQL.ResumePathRow[], startedAt: number, tasks: number) 
       'applied -> queued': d((r) => r.queued2! - r.applied!),
       'queued -> running': d((r) => r.run2! - r.queued2!),
       'callback: running -> success': d((r) => r.succeeded! - r.run2!),
+      'resume, while new executes still start': resumeIf((r) => r.recorded! <= lastExecute),
+      'resume, after the last execute started': resumeIf((r) => r.recorded! > lastExecute),
     },
     anomalies: tasks - ok.length,
   };
