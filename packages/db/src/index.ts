@@ -12,3 +12,4 @@ export * from './sql/jobs';
 export * from './sql/triggers';
 export * from './sql/rejections';
 export { PrismaClient } from './generated/prisma/client';
+export * from './errors';

@@ -12,6 +12,7 @@ import {
   deferRuns,
   failRun,
   heartbeatRuns,
+  isTransientDbError,
   recordRejection,
   startRuns,
   succeedRuns,
@@ -68,6 +69,7 @@ export class TaskWorker {
   private readonly starts: Batcher<StartKey, TaskInstanceRow | null>;
   private readonly deferrals: Batcher<{ key: RunKey; deferral: Deferral }, boolean>;
   private readonly successes: Batcher<{ key: RunKey; result: unknown }, boolean>;
+  private stopping = false;
 
   constructor(
     private readonly res: Resources,
@@ -114,6 +116,7 @@ export class TaskWorker {
   }
 
   async stop(): Promise<void> {
+    this.stopping = true;
     const grace = new Promise<void>((resolve) => setTimeout(resolve, this.opts.shutdownGraceMs).unref());
     // Let the runs in progress finish within the grace period; what is left is reaped later.
     await Promise.race([Promise.all(this.consumers.map((w) => w.close())), grace]);
@@ -143,13 +146,8 @@ export class TaskWorker {
       this.res.logger.warn({ jobId: job.id, queue, reason }, 'rejected malformed task job');
       throw new UnrecoverableError(reason);
     }
-    const row = await this.starts.add({
-      id: msg.taskInstanceId,
-      tryNumber: msg.tryNumber,
-      dispatchAttempt: msg.dispatchAttempt,
-      workerId: this.workerId,
-      actor: this.actor,
-    });
+    const key = { id: msg.taskInstanceId, tryNumber: msg.tryNumber, dispatchAttempt: msg.dispatchAttempt, workerId: this.workerId, actor: this.actor };
+    const row = await this.untilRecorded('start', key, () => this.starts.add(key));
     if (!row) {
       this.res.logger.debug({ taskInstanceId: msg.taskInstanceId, try: msg.tryNumber }, 'stale dispatch ignored');
       return;
@@ -184,7 +182,8 @@ export class TaskWorker {
       if (outcome.kind === 'success') {
         try {
           assertJsonSize(outcome.result ?? null, this.opts.maxPayloadBytes, 'task result');
-          const ok = await this.successes.add({ key, result: outcome.result ?? null });
+          const result = outcome.result ?? null;
+          const ok = await this.untilRecorded('success', key, () => this.successes.add({ key, result }));
           log.info({ recorded: ok }, ok ? 'task succeeded' : 'task finished, but its run was no longer ours');
           return;
         } catch (err) {
@@ -214,7 +213,7 @@ export class TaskWorker {
       nextKwargs: { kwargs: d.kwargs ?? {} },
       timeoutMs: d.timeoutMs ?? null,
     };
-    const ok = await this.deferrals.add({ key, deferral });
+    const ok = await this.untilRecorded('deferral', key, () => this.deferrals.add({ key, deferral }));
     if (ok) this.hints.publish(serialized.queue ?? 'default');
     log.info({ triggerId, triggerType: serialized.type, method: d.method, recorded: ok }, ok ? 'task deferred; slot freed' : 'deferral not recorded: run was no longer ours');
   }
@@ -222,11 +221,35 @@ export class TaskWorker {
   private async recordFailure(row: TaskInstanceRow, key: RunKey, error: unknown, log: typeof this.res.logger): Promise<void> {
     const err = toDeferrableError(error);
     const retryIn = retryInMs(row, err, this.res.clock.now());
-    const ok = await failRun(this.res.db.pool, key, recordError(err), retryIn);
+    const ok = await this.untilRecorded('failure', key, () => failRun(this.res.db.pool, key, recordError(err), retryIn));
     log.warn(
       { err: { code: err.code, message: err.message }, retryInMs: retryIn, recorded: ok },
       retryIn !== null ? 'task failed; will retry' : 'task failed',
     );
+  }
+
+  /**
+   * Sends a write that records a run's step until it lands. Through a database outage (a restart,
+   * a failover) it keeps trying, and the run stays in hand: it is heartbeated again once the
+   * database is back, so the outage neither fails the task nor hands its try to the reaper.
+   * Without this, a deferral cut off by a restart became a task error, and the run, no longer
+   * heartbeated, was reaped as if its worker had died. Errors about the write itself are not
+   * retried. Every write here is a compare-and-set: one that did commit before its connection was
+   * cut matches nothing the second time (the run reads as no longer ours, and the state is right).
+   * Once the worker is stopping it gives up after a few tries; the reaper then takes the run back.
+   */
+  private async untilRecorded<T>(step: string, run: { id: string; tryNumber: number }, write: () => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await write();
+      } catch (err) {
+        if (!isTransientDbError(err) || (this.stopping && attempt >= 4)) throw err;
+        if (attempt % 10 === 0) {
+          this.res.logger.warn({ err, taskInstanceId: run.id, try: run.tryNumber, step, attempt }, 'database unreachable; retrying the write');
+        }
+        await new Promise((r) => setTimeout(r, Math.min(2000, 50 * 2 ** attempt)));
+      }
+    }
   }
 
   /** Heartbeats every run; a run the database no longer gives this worker (reaped, cancelled) is aborted. */
