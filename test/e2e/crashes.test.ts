@@ -46,6 +46,33 @@ describe('crashes and lost messages: no accepted task is lost or stuck', () => {
     expect(count(log, 'running', 'success')).toBe(1);
   });
 
+  test('a worker frozen past the reap threshold: the retry that lands on it again keeps its heartbeat', async () => {
+    // Try 1 holds its slot for 6 s and ignores the abort. The worker is frozen (SIGSTOP, as in a
+    // long pause of its VM) until the scheduler has reaped try 1 and dispatched try 2. On the same
+    // worker, try 2 then runs beside the end of try 1: try 1's end must not drop try 2 from the
+    // runs the worker heartbeats, or try 2 is reaped in turn while it runs.
+    const { id } = await sys.client.enqueue({ task: 'test.blocking-wait', args: { ms: 6000 }, maxTries: 3, retry: { delayMs: 100, backoff: 1 } });
+    await waitFor(async () => {
+      const r = await sys.env.db.pool.query("SELECT 1 FROM task_instance WHERE id = $1 AND state = 'running'", [id]);
+      return r.rowCount === 1;
+    });
+    const worker = sys.app('worker');
+    worker.kill('SIGSTOP');
+    try {
+      await waitFor(async () => {
+        const r = await sys.env.db.pool.query("SELECT 1 FROM task_instance WHERE id = $1 AND try_number = 2 AND state = 'queued'", [id]);
+        return r.rowCount === 1;
+      }, 15_000, 'try 1 reaped and try 2 dispatched');
+    } finally {
+      worker.kill('SIGCONT');
+    }
+    const done = await sys.client.waitFor(id, { timeoutMs: 30_000 });
+    expect(done.state).toBe('success');
+    const log = await transitions(sys.env, id);
+    expect(count(log, 'running', 'up_for_retry')).toBe(1);
+    expect(log.filter((r) => r.to_state === 'success').map((r) => r.try_number)).toEqual([2]);
+  });
+
   test('kill -9 of the triggerer while tasks are deferred: after a restart every task completes once', async () => {
     const ids: string[] = [];
     for (let i = 0; i < 30; i++) ids.push((await sys.client.enqueue({ task: 'test.defer-once', args: { delayMs: 1500 + i * 20 } })).id);

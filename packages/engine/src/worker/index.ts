@@ -159,6 +159,9 @@ export class TaskWorker {
     const log = this.res.logger.child({ taskInstanceId: row.id, try: row.try_number, task: row.task_name });
     const abort = new AbortController();
     const run: ActiveRun = { tryNumber: row.try_number, startedAt: Date.now(), abort, settling: false };
+    // An earlier try of this task still in hand here was taken back by the reaper (this try's
+    // start matched, so the row moved on): it is no longer ours.
+    this.active.get(row.id)?.abort.abort(new Error('run no longer held by this worker'));
     this.active.set(row.id, run);
     const key: RunKey = { id: row.id, tryNumber: row.try_number, workerId: this.workerId, actor: this.actor };
     try {
@@ -192,7 +195,8 @@ export class TaskWorker {
       }
       await this.recordFailure(row, key, outcome.error, log);
     } finally {
-      this.active.delete(row.id);
+      // Only this try's own entry: a later try of the same task may have taken the slot in the map.
+      if (this.active.get(row.id) === run) this.active.delete(row.id);
     }
   }
 
