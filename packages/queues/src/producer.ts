@@ -41,12 +41,6 @@ export class Producer<S extends z.ZodType, K> {
     await this.queue(key).addBulk(jobs);
   }
 
-  /** Jobs that will still reach a consumer: waiting, prioritized, active or delayed. */
-  async liveJobCount(key: K): Promise<number> {
-    const counts = await this.queue(key).getJobCounts('waiting', 'prioritized', 'active', 'delayed', 'waiting-children');
-    return Object.values(counts).reduce((a, n) => a + n, 0);
-  }
-
   /** BullMQ's state of a job, 'unknown' when Redis no longer has it. */
   async jobState(key: K, jobId: string): Promise<string> {
     return this.queue(key).getJobState(jobId);

@@ -374,19 +374,20 @@ export class Scheduler {
   private async redispatchLost(): Promise<void> {
     const stale = await staleQueued(this.res.db.pool, this.opts.redispatchAfterMs, this.opts.dispatchBatch);
     if (stale.length === 0) return;
-    const again: DispatchRow[] = [];
-    for (const [queue, rows] of groupByQueue(stale)) {
-      // A backlog is not a loss: while the queue holds at least as many live jobs as there are
-      // long-queued tasks, skip the per-job look-ups (after Redis is emptied the count is ~0).
-      const live = await this.dispatches.liveJobCount(queue).catch(() => 0);
-      if (live >= rows.length) continue;
-      for (const row of rows) {
+    // Each long-queued task's own job is looked up, all at once (one round trip's wait for the
+    // batch). A count of the queue's live jobs proves nothing: other tasks' jobs would hide a lost
+    // one for as long as the queue stays busy.
+    const states = await Promise.all(
+      stale.map((row) => {
         const jobId = taskDispatch.jobId({ taskInstanceId: row.id, tryNumber: row.try_number, dispatchAttempt: row.dispatch_attempt })!;
-        const state = await this.dispatches.jobState(row.queue, jobId).catch(() => 'unknown');
-        if (LIVE_JOB_STATES.has(state)) continue;
-        const next = await redispatch(this.res.db.pool, row, this.actor);
-        if (next) again.push(next);
-      }
+        return this.dispatches.jobState(row.queue, jobId).catch(() => 'unknown');
+      }),
+    );
+    const again: DispatchRow[] = [];
+    for (const [i, row] of stale.entries()) {
+      if (LIVE_JOB_STATES.has(states[i]!)) continue;
+      const next = await redispatch(this.res.db.pool, row, this.actor);
+      if (next) again.push(next);
     }
     if (again.length) {
       this.res.logger.warn({ count: again.length }, 're-dispatching queued tasks whose jobs were lost');
