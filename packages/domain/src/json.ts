@@ -2,8 +2,12 @@ import { z } from 'zod';
 import { InvalidInputError, PayloadTooLargeError } from './errors';
 
 export type Json = string | number | boolean | null | Json[] | { [key: string]: Json };
+
+/** A string PostgreSQL can store in text and jsonb: no NUL character (\u0000), which both refuse. */
+export const StorableString = z.string().refine((s) => !s.includes('\u0000'), 'contains a NUL character (\\u0000), which PostgreSQL cannot store');
+
 export const JsonSchema: z.ZodType<Json> = z.lazy(() =>
-  z.union([z.string(), z.number().finite(), z.boolean(), z.null(), z.array(JsonSchema), z.record(z.string(), JsonSchema)]),
+  z.union([StorableString, z.number().finite(), z.boolean(), z.null(), z.array(JsonSchema), z.record(StorableString, JsonSchema)]),
 );
 export const JsonObjectSchema = z.record(z.string(), JsonSchema);
 export type JsonObject = z.infer<typeof JsonObjectSchema>;

@@ -80,6 +80,23 @@ describe('EnqueueRequestSchema', () => {
     expect(issuesOf({ task: 't', args: { f: () => 1 } }).issues.some((i) => i.path.startsWith('args'))).toBe(true);
     expect(issuesOf({ task: 't', args: { d: new Date() } }).issues.some((i) => i.path.startsWith('args'))).toBe(true);
   });
+
+  // Values PostgreSQL would refuse are refused here, where they entered, with a clear reason
+  // (before, they reached the INSERT and came back as database errors).
+  it('rejects a NUL character in args (values and keys) and in the idempotency key', () => {
+    const inValue = issuesOf({ task: 't', args: { s: 'a\u0000b' } });
+    expect(inValue.issues.some((i) => i.path.startsWith('args') && /NUL/.test(i.message))).toBe(true);
+    expect(issuesOf({ task: 't', args: { ['k\u0000']: 1 } }).issues.some((i) => i.path.startsWith('args'))).toBe(true);
+    expect(issuesOf({ task: 't', args: { list: [{ deep: '\u0000' }] } }).issues.some((i) => i.path.startsWith('args'))).toBe(true);
+    const key = issuesOf({ task: 't', idempotencyKey: 'k\u0000' });
+    expect(key.issues.map((i) => i.path)).toEqual(['idempotencyKey']);
+    expect(key.message).toMatch(/NUL/);
+  });
+
+  it('bounds retry.maxDelayMs by its INTEGER column', () => {
+    expect(EnqueueRequestSchema.parse({ task: 't', retry: { maxDelayMs: 2 ** 31 - 1 } }).retry?.maxDelayMs).toBe(2 ** 31 - 1);
+    expect(issuesOf({ task: 't', retry: { maxDelayMs: 2 ** 31 } }).issues[0]?.path).toBe('retry.maxDelayMs');
+  });
 });
 
 describe('queue message schemas', () => {

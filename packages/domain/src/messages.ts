@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { JsonSchema } from './json';
+import { JsonSchema, StorableString } from './json';
 import { RetryPolicySchema } from './retry';
 
 /** Notification to workers: run this try of this task instance (dispatch attempt n). */
@@ -34,7 +34,7 @@ export const EnqueueRequestSchema = z
   .object({
     task: TaskName,
     args: JsonSchema.default({}),
-    idempotencyKey: z.string().min(1).max(200).optional(),
+    idempotencyKey: StorableString.min(1).max(200).optional(),
     queue: z.string().min(1).max(100).regex(/^[A-Za-z0-9_.-]+$/).optional(),
     priority: z.number().int().min(-1000).max(1000).optional(),
     maxTries: z.number().int().min(1).max(1000).optional(),

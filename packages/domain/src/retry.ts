@@ -6,7 +6,8 @@ export const RetryPolicySchema = z.object({
   delayMs: z.number().int().min(0).max(7 * 24 * 3600 * 1000).default(1000),
   /** Multiplier applied per try: delay * backoff^(try-1). 1 means a constant delay. */
   backoff: z.number().min(1).max(100).default(2),
-  maxDelayMs: z.number().int().min(0).default(3600 * 1000),
+  // An INTEGER column: at most 2^31 - 1 ms (about 24.8 days).
+  maxDelayMs: z.number().int().min(0).max(2 ** 31 - 1).default(3600 * 1000),
 });
 export type RetryPolicy = z.infer<typeof RetryPolicySchema>;
 
