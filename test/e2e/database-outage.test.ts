@@ -22,7 +22,7 @@ describe('PostgreSQL outage: no accepted task is lost, stuck or run twice', () =
     await sys?.close();
   });
 
-  async function outage(ms: number): Promise<void> {
+  async function outage(ms: number, during: () => Promise<void>): Promise<void> {
     const admin = new Client({ connectionString: sys.env.databaseUrl.replace(/\/[^/]+$/, '/postgres') });
     await admin.connect();
     try {
@@ -32,7 +32,9 @@ describe('PostgreSQL outage: no accepted task is lost, stuck or run twice', () =
       ]);
       // Every app holds connections: the outage really cut them.
       expect(killed.rowCount).toBeGreaterThanOrEqual(3);
-      await new Promise((r) => setTimeout(r, ms));
+      const end = Date.now() + ms;
+      await during();
+      await new Promise((r) => setTimeout(r, end - Date.now()));
     } finally {
       await admin.query(`ALTER DATABASE "${sys.env.databaseName}" WITH ALLOW_CONNECTIONS true`);
       await admin.end();
@@ -55,7 +57,8 @@ describe('PostgreSQL outage: no accepted task is lost, stuck or run twice', () =
     const waiting: string[] = [];
     for (let i = 0; i < 30; i++) waiting.push((await sys.client.enqueue({ task: 'test.defer-once', args: { delayMs: 100 + i * 100 } })).id);
     const ids = [...holding, ...waiting];
-    await outage(3000);
+    // A request from another service arrives on the task-request queue while the database is away.
+    await outage(3000, () => sys.client.request({ task: 'test.defer-once', args: { delayMs: 100, tag: 'requested' } }));
 
     const views = await waitAll(sys.client, ids, 60_000);
     expect(views.filter((v) => v.state !== 'success').map((v) => [v.id, v.state])).toEqual([]);
@@ -72,6 +75,14 @@ describe('PostgreSQL outage: no accepted task is lost, stuck or run twice', () =
     // They did meet the outage: the worker kept their successes and sent them again.
     const retried = sys.app('worker').logs.filter((r) => r.msg === 'database unreachable; retrying the write' && r.step === 'success');
     expect(new Set(retried.map((r) => r.taskInstanceId))).toEqual(new Set(holding));
+    // The request was kept until it could be recorded (not rejected), and its task ran.
+    const requested = await waitFor(async () => {
+      const r = await sys.env.db.pool.query<{ id: string }>("SELECT id FROM task_instance WHERE args->>'tag' = 'requested'");
+      return r.rows.length === 1 ? r.rows[0] : undefined;
+    }, 30_000, 'the request recorded');
+    expect((await sys.client.waitFor(requested.id, { timeoutMs: 30_000 })).state).toBe('success');
+    expect((await sys.env.db.pool.query('SELECT 1 FROM rejection')).rowCount).toBe(0);
+    expect(sys.app('scheduler').logs.some((r) => r.msg === 'database unreachable; retrying the task request')).toBe(true);
     // No process gave up: each is still the one started at the beginning.
     expect(sys.apps.map((a) => [a.name, a.running])).toEqual([
       ['scheduler', true],

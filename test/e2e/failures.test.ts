@@ -169,6 +169,27 @@ describe('failures are recorded where a person sees them, and the processes keep
     });
   });
 
+  test('a task request handled twice records one task', async () => {
+    const queue = new Queue('task-requests', { connection: { host: '127.0.0.1', port: 6379 }, prefix: bullPrefix(sys.env.prefix) });
+    try {
+      // No idempotency key: the request is keyed by its job.
+      const job = await queue.add('task-request', { task: 'test.blocking-wait', args: { ms: 1, tag: 'twice' } });
+      const recorded = async () =>
+        (await sys.env.db.pool.query<{ id: string }>("SELECT id FROM task_instance WHERE task_name = 'test.blocking-wait' AND args->>'tag' = 'twice'")).rows;
+      await waitFor(async () => (await recorded()).length === 1 && (await job.getState()) === 'completed', 15_000, 'recorded once');
+      const first = await sys.app('scheduler').waitForLog((r) => r.msg === 'task request recorded' && r.jobId === job.id);
+      expect(first.created).toBe(true);
+      // The same job again, as when its consumer died after the insert committed.
+      await job.retry('completed');
+      const again = await sys.app('scheduler').waitForLog((r) => r.msg === 'task request recorded' && r.jobId === job.id && r !== first, 15_000);
+      expect(again.created).toBe(false);
+      expect(again.taskInstanceId).toBe(first.taskInstanceId);
+      expect(await recorded()).toHaveLength(1);
+    } finally {
+      await queue.close();
+    }
+  });
+
   test('an invalid task request is rejected with a recorded reason and creates nothing', async () => {
     const before = await sys.env.db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM task_instance');
     const queue = new Queue('task-requests', { connection: { host: '127.0.0.1', port: 6379 }, prefix: bullPrefix(sys.env.prefix) });

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { cancelTask, createDb, type Db } from '@deferrable/db';
 import { isTerminal, type EnqueueRequest, type Json, type RecordedError, type TaskState } from '@deferrable/domain';
 import { Producer, taskRequests } from '@deferrable/queues';
@@ -59,11 +60,13 @@ export class DeferrableClient {
   /**
    * Adds a request to the task-request queue instead (what a service without database access
    * does, from any language with a BullMQ client); the scheduler validates and records it.
+   * Without an idempotency key the request gets a new one, so that the job, should it be added
+   * twice (a command repeated after a reconnect), records one task.
    */
   async request(request: EnqueueRequest): Promise<void> {
     if (!this.opts.redisUrl) throw new Error('request() needs redisUrl');
     this.requests ??= new Producer(taskRequests, this.opts.redisUrl, this.opts.prefix ?? '{deferrable}');
-    await this.requests.add(undefined, request);
+    await this.requests.add(undefined, { ...request, idempotencyKey: request.idempotencyKey ?? `request:${randomUUID()}` });
   }
 
   async get(id: string): Promise<TaskInstanceView | null> {

@@ -15,6 +15,7 @@ import {
   failRun,
   firedUnapplied,
   inTransaction,
+  isTransientDbError,
   listen,
   lockStaleRuns,
   recordRejection,
@@ -108,6 +109,7 @@ export class Scheduler {
   private readonly consumers: Worker[] = [];
   private listener: Listener | null = null;
   private firedHints: { close(): Promise<void> } | null = null;
+  private stopping = false;
   /** How soon to look again while a queue is at its backlog mark (see dispatchAllDue). */
   private heldRetryMs = 50;
 
@@ -168,6 +170,7 @@ export class Scheduler {
   }
 
   async stop(): Promise<void> {
+    this.stopping = true;
     await this.firedHints?.close();
     await this.listener?.close();
     await Promise.all(this.consumers.map((w) => w.close()));
@@ -307,16 +310,23 @@ export class Scheduler {
       await this.reject('queue:task-requests', job, err);
       return;
     }
-    try {
-      const { id, created } = await enqueueWith(this.res.db.pool, request, { actor: `request:${job.id ?? '?'}`, maxPayloadBytes: this.opts.maxPayloadBytes });
-      this.res.logger.info({ taskInstanceId: id, created, task: request.task, jobId: job.id }, 'task request recorded');
-    } catch (err) {
-      const e = toDeferrableError(err);
-      if (!e.retryable) {
-        await this.reject('queue:task-requests', job, e);
+    // Without a key of its own, a request is keyed by its job: a job handled twice (its consumer
+    // killed after the insert committed, or the reply lost with the connection) records one task.
+    const keyed = { ...request, idempotencyKey: request.idempotencyKey ?? `request:${job.id ?? '?'}:${job.timestamp}` };
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const { id, created } = await enqueueWith(this.res.db.pool, keyed, { actor: `request:${job.id ?? '?'}`, maxPayloadBytes: this.opts.maxPayloadBytes });
+        this.res.logger.info({ taskInstanceId: id, created, task: request.task, jobId: job.id }, 'task request recorded');
         return;
+      } catch (err) {
+        // Anything but an unreachable database is about the request itself: recorded, not retried.
+        if (!isTransientDbError(err)) return this.reject('queue:task-requests', job, err);
+        // The job is the only copy of the request: through an outage of any length it waits here,
+        // holding its lock, rather than spend its attempts. When stopping, BullMQ retries it later.
+        if (this.stopping) throw err;
+        if (attempt % 10 === 0) this.res.logger.warn({ err, jobId: job.id, attempt }, 'database unreachable; retrying the task request');
+        await new Promise((r) => setTimeout(r, Math.min(5000, 200 * 2 ** attempt)));
       }
-      throw err; // a database outage: BullMQ retries the job with backoff
     }
   }
 
