@@ -118,7 +118,9 @@ export async function ensureDatabase(databaseUrl: string): Promise<void> {
     const { rowCount } = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);
     if (!rowCount) {
       await admin.query(`CREATE DATABASE "${name.replace(/"/g, '""')}"`).catch((err: { code?: string }) => {
-        if (err.code !== '42P04') throw err; // created by a concurrent process
+        // Created by a concurrent process: 42P04 once it has committed, 23505 (the unique index
+        // on pg_database) while both creations race.
+        if (err.code !== '42P04' && err.code !== '23505') throw err;
       });
     }
   } finally {
