@@ -11,6 +11,7 @@ import {
   countHeldBy,
   HEALTH_THRESHOLD_MS,
   HolderWatch,
+  startTriggerer,
   startTriggerers,
   triggersOf,
   type Replica,
@@ -127,6 +128,20 @@ describe('triggerer replicas share the work and survive the loss of one', () => 
     expect(failoverMs).toBeLessThanOrEqual(BOUND_MS + MARGIN_MS);
     await expectAllResumedOnce(ids);
   }, 90_000);
+
+  test('replicas serving different queues: the triggers only one of them can run are all claimed by it', async () => {
+    // Both replicas count as peers (their queues overlap on default), so each claims only a share
+    // of the unfired triggers; B cannot run the special queue's. The share must not strand them.
+    const a = await startTriggerer(sys, { DEFERRABLE_TRIGGERER_QUEUES: 'default,special' });
+    const b = await startTriggerer(sys);
+    const ids: string[] = [];
+    for (let i = 0; i < 20; i++) ids.push((await sys.client.enqueue({ task: 'test.defer-on-queue', args: { delayMs: 60_000, triggerQueue: 'special' } })).id);
+    // Before the fix A stopped at its share, 10 of 20, for as long as the triggers waited.
+    await waitFor(() => allDeferredAndHeld(sys.env, ids), 10_000, 'every special trigger held');
+    const { rows } = await sys.env.db.pool.query<{ id: string }>('SELECT trigger_id AS id FROM task_instance WHERE id = ANY($1::uuid[])', [ids]);
+    expect(await countHeldBy(sys.env, rows.map((r) => r.id), [a.id])).toBe(20);
+    expect(await triggersOf(sys.env, b.id)).toEqual([]);
+  });
 
   test('SIGTERM of a replica: its triggers move at once, well under the health threshold', async () => {
     const { ids, victim, victimTriggers, survivors, firstDue } = await deferAcross(3, 300, 6000);

@@ -547,6 +547,13 @@ describe('triggers: claim, record, release', () => {
     expect(two).toMatchObject({ alive: 2, unfired: 3 });
     expect(two.next_expiry_ms).toBeGreaterThan(20_000);
     expect(await load(b)).toMatchObject({ alive: 2, unfired: 3 });
+    // The oldest trigger nobody holds: its age, from created_at.
+    await pool.query("UPDATE trigger SET created_at = now() - interval '5 seconds'");
+    const aged = await load(a);
+    expect(aged.unassigned_age_ms).toBeGreaterThan(4_900);
+    expect(aged.unassigned_age_ms).toBeLessThan(60_000);
+    await pool.query('UPDATE trigger SET triggerer_id = $1', [a]);
+    expect((await load(a)).unassigned_age_ms).toBeNull();
   });
 
   it('does not claim a trigger that no deferred task waits on', async () => {

@@ -77,26 +77,34 @@ SELECT
   a.alive,
   CASE WHEN a.alive > 1 THEN (SELECT count(*) FROM trigger
     WHERE event IS NULL AND coalesce(queue, 'default') = ANY($2::text[]))::int END AS unfired,
+  -- Index: trigger_unassigned_idx (created_at, only unassigned unfired triggers: a handful).
+  CASE WHEN a.alive > 1 THEN (SELECT (extract(epoch FROM now() - min(created_at)) * 1000)::float8 FROM trigger
+    WHERE triggerer_id IS NULL AND event IS NULL AND coalesce(queue, 'default') = ANY($2::text[])) END AS unassigned_age_ms,
   (SELECT (extract(epoch FROM (min(latest_heartbeat) - now())) * 1000 + $1::float8)::float8 FROM job
     WHERE job_type = 'triggerer' AND state = 'running' AND id <> $3
       AND latest_heartbeat > now() - make_interval(secs => $1::float8 / 1000)) AS next_expiry_ms
 FROM a`;
 
+export interface TriggererLoad {
+  alive: number;
+  unfired: number | null;
+  /** Age of the oldest unassigned unfired trigger in these queues (null: none, or no peers). */
+  unassigned_age_ms: number | null;
+  next_expiry_ms: number | null;
+}
+
 /**
- * Live triggerers serving these queues, unfired triggers in them (null when there is at most one
- * live triggerer: no share to compute), and in how many ms the stalest live peer would be
- * declared dead if it stopped heartbeating now (null without peers).
+ * Live triggerers serving these queues, unfired triggers in them and the age of the oldest one
+ * nobody holds (both null when there is at most one live triggerer: no share to compute), and in
+ * how many ms the stalest live peer would be declared dead if it stopped heartbeating now (null
+ * without peers).
  */
 export async function triggererLoad(
   db: Queryable,
   a: { healthThresholdMs: number; queues: readonly string[]; self: string },
-): Promise<{ alive: number; unfired: number | null; next_expiry_ms: number | null }> {
-  const { rows } = await db.query<{ alive: number; unfired: number | null; next_expiry_ms: number | null }>(LOAD, [
-    a.healthThresholdMs,
-    a.queues,
-    a.self,
-  ]);
-  return rows[0] ?? { alive: 0, unfired: null, next_expiry_ms: null };
+): Promise<TriggererLoad> {
+  const { rows } = await db.query<TriggererLoad>(LOAD, [a.healthThresholdMs, a.queues, a.self]);
+  return rows[0] ?? { alive: 0, unfired: null, unassigned_age_ms: null, next_expiry_ms: null };
 }
 
 /** How many unfired triggers are assigned to this triggerer (index: trigger_claim_idx). */

@@ -153,8 +153,11 @@ export class Triggerer {
       self: this.triggererId,
     });
     this.watchPeerExpiry(load.next_expiry_ms);
-    // Alone (or not yet counted as alive), a triggerer takes what it has room for.
-    const fairShare = load.unfired === null ? Infinity : Math.ceil(load.unfired / Math.max(1, load.alive));
+    // Alone (or not yet counted as alive), a triggerer takes what it has room for. So it does when
+    // triggers have waited unclaimed for two claim intervals: the peers counted in the share
+    // cannot take them (they serve other queues, or are full), and a share would strand them.
+    const stranded = load.unassigned_age_ms !== null && load.unassigned_age_ms > 2 * this.opts.claimIntervalMs;
+    const fairShare = load.unfired === null || stranded ? Infinity : Math.ceil(load.unfired / Math.max(1, load.alive));
     const batch = this.opts.claimBatch ?? 5000;
     const limit = Math.min(room, batch, Math.max(0, fairShare - this.running.size));
     if (limit <= 0) return;
