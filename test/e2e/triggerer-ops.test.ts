@@ -1,8 +1,11 @@
 import { execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import path from 'node:path';
+import { DEV_KWARGS_KEY } from '@deferrable/config';
+import { createKwargsCipher } from '@deferrable/db';
 import { AppProcess } from '@deferrable/testkit';
 import { startSystem, waitFor, type E2E } from './helpers';
-import { allTerminal, auditOnce, bulkEnqueue, HEALTH_THRESHOLD_MS, HolderWatch, startTriggerer } from './triggerers';
+import { allTerminal, auditOnce, bulkDefer, bulkEnqueue, HEALTH_THRESHOLD_MS, HolderWatch, startTriggerer } from './triggerers';
 
 const CLI = path.resolve(__dirname, '../../packages/cli/dist/main.js');
 
@@ -151,5 +154,54 @@ describe('jobs check: fails when every triggerer is dead, passes when one is ali
     expect(list.code).toBe(0);
     expect(list.stdout).toMatch(new RegExp(`triggerer\\s+\\S+\\s+${victim.pid}\\s+running\\s+no\\s`));
     expect(list.stdout).toMatch(new RegExp(`triggerer\\s+\\S+\\s+${stopped.pid}\\s+success\\s+no\\s`));
+  });
+});
+
+describe('triggers that do not start, or are held here without running, do not hold up the others', () => {
+  let sys: E2E;
+  beforeAll(async () => {
+    // No triggerer yet: each test starts one when its triggers are in place.
+    sys = await startSystem('trigger-start', { DEFERRABLE_WORKER_SLOTS: '16' }, ['scheduler', 'worker']);
+  });
+  afterAll(async () => {
+    await sys?.close();
+  });
+
+  test('a trigger that throws as it starts fails its own task; the rest of its claim batch runs', async () => {
+    // The failing trigger first (oldest), then ten timers: one claim batch when the replica starts.
+    const badTask = randomUUID();
+    const badTrigger = randomUUID();
+    await sys.env.db.pool.query(`INSERT INTO trigger (id, classpath, kwargs) VALUES ($1, 'test.bad-due', $2)`, [
+      badTrigger,
+      createKwargsCipher([DEV_KWARGS_KEY]).encrypt({}),
+    ]);
+    await sys.env.db.pool.query(
+      `INSERT INTO task_instance (id, task_name, state, started_at, trigger_id, next_method, next_kwargs, last_actor)
+       VALUES ($1, 'test.defer-on-bad-due', 'deferred', now(), $2, 'resume', '{"kwargs": {}}'::jsonb, 'e2e')`,
+      [badTask, badTrigger],
+    );
+    const timers = await bulkDefer(sys.env, Array.from({ length: 10 }, () => new Date(Date.now() + 1500)));
+    const replica = await startTriggerer(sys);
+    // Before the fix the claim stopped at the failing trigger: the ten timers stayed assigned to
+    // the replica, never started, and no other replica would take them.
+    await waitFor(() => allTerminal(sys.env, [badTask, ...timers.taskIds]), 20_000, 'all tasks terminal');
+    expect(await auditOnce(sys.env, timers.taskIds)).toEqual({ tasks: 10, succeeded: 10, notResumedOnce: 0, notSucceededOnce: 0 });
+    const bad = (await sys.client.get(badTask))!;
+    expect(bad.state).toBe('failed');
+    expect(bad.error?.message).toMatch(/no due time/);
+    expect(replica.app.logs.some((r) => r.msg === 'trigger cannot run' && r.triggerId === badTrigger)).toBe(true);
+    replica.app.kill('SIGTERM');
+    await replica.app.exited;
+  });
+
+  test('triggers assigned to a live replica that does not run them (its claim committed, the answer was lost) are handed back and run', async () => {
+    const replica = await startTriggerer(sys);
+    // Parked on a queue nobody serves, then assigned to the replica behind its back.
+    const { taskIds, triggerIds } = await bulkDefer(sys.env, Array.from({ length: 5 }, () => new Date(Date.now() + 500)), 'parked');
+    const moved = await sys.env.db.pool.query('UPDATE trigger SET triggerer_id = $1, queue = NULL WHERE id = ANY($2::uuid[])', [replica.id, triggerIds]);
+    expect(moved.rowCount).toBe(5);
+    await waitFor(() => allTerminal(sys.env, taskIds), 20_000, 'all tasks terminal');
+    expect(await auditOnce(sys.env, taskIds)).toEqual({ tasks: 5, succeeded: 5, notResumedOnce: 0, notSucceededOnce: 0 });
+    expect(replica.app.logs.some((r) => r.msg === 'released triggers assigned here that were not running' && r.count === 5)).toBe(true);
   });
 });

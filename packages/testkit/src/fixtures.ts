@@ -142,6 +142,35 @@ export const deferOnBlocking = defineTask({
   },
 });
 
+/** A timer-like trigger whose due time cannot be computed: it throws as the triggerer starts it. */
+export const badDueTriggerType = defineTriggerType({
+  type: 'test.bad-due',
+  kwargs: z.object({}) as any,
+  create: () => ({
+    serialize: () => ({ type: 'test.bad-due', kwargs: {} }),
+    dueAt(): number {
+      throw new Error('no due time');
+    },
+    eventAt: () => ({ payload: null }),
+    async *run() {
+      throw new Error('no due time');
+    },
+  }),
+});
+
+/** Defers on the trigger that throws as it starts. */
+export const deferOnBadDue = defineTask({
+  name: 'test.defer-on-bad-due',
+  execute(ctx) {
+    ctx.defer({ trigger: badDueTriggerType.create({}), method: 'resume' });
+  },
+  callbacks: {
+    resume() {
+      return 'resumed';
+    },
+  },
+});
+
 /** Defers on a timer on a named trigger queue. */
 export const deferOnQueue = defineTask({
   name: 'test.defer-on-queue',
@@ -158,5 +187,5 @@ export const deferOnQueue = defineTask({
   },
 });
 
-export const tasks = [deferOnBlocking, deferOnQueue, deferOnce, deferTimesOut, flakyCallback, slowCallback, unknownTrigger, blockingWait, failsHard];
-export const triggers = [explodingTriggerType, blockingTriggerType];
+export const tasks = [deferOnBadDue, deferOnBlocking, deferOnQueue, deferOnce, deferTimesOut, flakyCallback, slowCallback, unknownTrigger, blockingWait, failsHard];
+export const triggers = [explodingTriggerType, blockingTriggerType, badDueTriggerType];

@@ -146,6 +146,19 @@ export async function recordTriggerOutcomes(
   return rows.map((r) => r.id);
 }
 
+/**
+ * Hands back these unfired triggers if this triggerer still holds them: ones assigned to it that
+ * it does not run (a claim that committed but whose answer was lost).
+ */
+export async function releaseTriggerIds(db: Queryable, triggererId: string, ids: readonly string[]): Promise<number> {
+  if (ids.length === 0) return 0;
+  const { rowCount } = await db.query('UPDATE trigger SET triggerer_id = NULL WHERE id = ANY($2::uuid[]) AND triggerer_id = $1 AND event IS NULL', [
+    triggererId,
+    ids,
+  ]);
+  return rowCount ?? 0;
+}
+
 /** On clean shutdown: hand every trigger back so other replicas claim them at once. */
 export async function releaseTriggers(db: Queryable, triggererId: string): Promise<number> {
   const { rowCount } = await db.query('UPDATE trigger SET triggerer_id = NULL WHERE triggerer_id = $1 AND event IS NULL', [triggererId]);

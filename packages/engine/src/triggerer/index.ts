@@ -6,7 +6,15 @@ import {
   type Trigger,
   type TriggerOutcome,
 } from '@deferrable/domain';
-import { assignedTriggerCount, assignedTriggerIds, claimTriggers, recordTriggerOutcomes, releaseTriggers, triggererLoad } from '@deferrable/db';
+import {
+  assignedTriggerCount,
+  assignedTriggerIds,
+  claimTriggers,
+  recordTriggerOutcomes,
+  releaseTriggerIds,
+  releaseTriggers,
+  triggererLoad,
+} from '@deferrable/db';
 import { HintPublisher, Producer, subscribeHints, triggerCreatedChannel, triggerEvents, triggerFiredChannel } from '@deferrable/queues';
 import type { TriggerRegistry } from '@deferrable/triggers';
 import { Batcher } from '../batcher';
@@ -54,6 +62,11 @@ export class Triggerer {
   private flushesInFlight = 0;
   private flushesDone: (() => void)[] = [];
   private counting: Promise<number> | null = null;
+  /** Triggers whose outcome waits to be recorded (no longer running, still assigned here). */
+  private readonly recording = new Set<string>();
+  /** Claims started so far, and whether one is in flight (its rows may not be running yet). */
+  private claimsStarted = 0;
+  private claimInFlight = false;
 
   constructor(
     private readonly res: Resources,
@@ -146,6 +159,16 @@ export class Triggerer {
     if (this.stopping) return;
     const room = this.opts.capacity - this.running.size;
     if (room <= 0) return;
+    this.claimsStarted++;
+    this.claimInFlight = true;
+    try {
+      await this.claimUpTo(room);
+    } finally {
+      this.claimInFlight = false;
+    }
+  }
+
+  private async claimUpTo(room: number): Promise<void> {
     // Up to a fair share of the unfired triggers of our queues, so replicas share the work.
     const load = await triggererLoad(this.res.db.pool, {
       healthThresholdMs: this.opts.healthThresholdMs,
@@ -169,23 +192,20 @@ export class Triggerer {
     });
     for (const row of rows) {
       if (this.running.has(row.id)) continue;
-      let trigger: Trigger;
       try {
         const kwargs = this.res.cipher.decrypt(row.kwargs);
-        trigger = this.opts.triggers.create({ type: row.classpath, kwargs, queue: row.queue });
+        const trigger = this.opts.triggers.create({ type: row.classpath, kwargs, queue: row.queue });
+        this.startTrigger(row.id, row.classpath, row.task_instance_id, trigger);
       } catch (err) {
-        // Unknown type, undecryptable or invalid kwargs: the task resumes into its failure path.
+        // Unknown type, undecryptable or invalid kwargs, or a trigger that throws as it starts: the
+        // task resumes into its failure path, and the rest of the batch still starts.
         const recorded = recordError(err);
         this.res.logger.warn(
           { triggerId: row.id, triggerType: row.classpath, taskInstanceId: row.task_instance_id, code: recorded.code, reason: recorded.message },
           'trigger cannot run',
         );
-        void this.blocks
-          .outside(() => this.outcomes.add({ triggerId: row.id, outcome: { kind: 'failure', error: { code: recorded.code, message: recorded.message } } }))
-          .catch(() => undefined);
-        continue;
+        void this.blocks.outside(() => this.record(row.id, { kind: 'failure', error: { code: recorded.code, message: recorded.message } }));
       }
-      this.startTrigger(row.id, row.classpath, row.task_instance_id, trigger);
     }
     if (rows.length > 0) this.res.logger.debug({ count: rows.length, running: this.running.size }, 'claimed triggers');
     // A full batch means more may be waiting: claim again at once.
@@ -194,13 +214,15 @@ export class Triggerer {
 
   private startTrigger(id: string, type: string, taskInstanceId: string | null, trigger: Trigger): void {
     const entry = new RunningTrigger(id, type, this.res.clock);
-    this.running.set(id, entry);
     if (trigger.dueAt && trigger.eventAt && this.res.clock === systemClock) {
+      const at = trigger.dueAt(); // may throw: then nothing has started
       entry.timer = trigger;
-      entry.at = trigger.dueAt();
+      entry.at = at;
+      this.running.set(id, entry);
       this.timers.push(entry);
       return;
     }
+    this.running.set(id, entry);
     const scope = { triggerId: id, triggerType: type, taskInstanceId };
     entry.done = this.blocks.run(scope, () => this.runTrigger(entry, trigger)).finally(() => {
       if (this.running.get(id) === entry) this.running.delete(id);
@@ -235,12 +257,13 @@ export class Triggerer {
       }
     }
     // Finished: no longer running here (so sync does not cancel it), whatever the recording takes.
+    if (outcome) this.recording.add(id);
     if (this.running.get(id) === entry) this.running.delete(id);
     // Recording is batched work for many triggers: outside this trigger's scope, so a slow flush
     // is not blamed on it.
     if (outcome) {
       const o = outcome;
-      await this.blocks.outside(() => this.outcomes.add({ triggerId: id, outcome: o })).catch(() => undefined);
+      await this.blocks.outside(() => this.record(id, o));
     }
   }
 
@@ -271,7 +294,20 @@ export class Triggerer {
         outcome = { kind: 'failure', error: { code: recorded.code, message: recorded.message } };
       }
       void this.cleanupTrigger(entry);
-      void this.outcomes.add({ triggerId: entry.triggerId, outcome }).catch(() => undefined);
+      void this.record(entry.triggerId, outcome);
+    }
+  }
+
+  /** Hands an outcome to the recording batch; until it settles, sync counts the trigger as ours. */
+  private async record(triggerId: string, outcome: TriggerOutcome): Promise<void> {
+    this.recording.add(triggerId);
+    try {
+      await this.outcomes.add({ triggerId, outcome });
+    } catch {
+      // Only when stopping (recording retries through outages): the trigger stays unfired and
+      // another replica runs it again.
+    } finally {
+      this.recording.delete(triggerId);
     }
   }
 
@@ -333,7 +369,8 @@ export class Triggerer {
 
   /** Stops triggers no longer assigned here (task cancelled, timed out or resumed; or taken over). */
   private async sync(): Promise<void> {
-    if (this.stopping || this.running.size === 0) return;
+    // Even with nothing running: triggers may be assigned here that this replica does not run.
+    if (this.stopping) return;
     // Nothing but this replica assigns triggers to it, so when the count matches what it runs
     // (plus outcomes not yet recorded), nothing was taken away: skip fetching and comparing every
     // id of a large replica. Any doubt (a race with a claim or a flush) falls back to the full check.
@@ -351,6 +388,7 @@ export class Triggerer {
     let runningBefore = 0;
     for (const r of this.running.values()) if (r.startedAt < issuedAt && !r.cancelled) runningBefore++;
     if (runningBefore === this.running.size && assignedCount === runningBefore + unrecorded) return;
+    const claims = this.claimsStarted;
     const assigned = await assignedTriggerIds(this.res.db.pool, this.triggererId);
     for (const [id, r] of this.running) {
       if (r.startedAt < issuedAt && !assigned.has(id) && !r.cancelled) {
@@ -358,5 +396,15 @@ export class Triggerer {
         this.cancel(r, new Error('trigger cancelled'));
       }
     }
+    // The other way round: assigned here, but neither running nor being recorded. A claim that
+    // committed but whose answer was lost with its connection leaves such triggers; nobody else
+    // takes them while this replica lives. Hand them back, unless a claim ran meanwhile (its
+    // rows may not have started yet when the ids were read).
+    if (this.claimInFlight || this.claimsStarted !== claims) return;
+    const orphans = [...assigned].filter((id) => !this.running.has(id) && !this.recording.has(id));
+    if (orphans.length === 0) return;
+    const released = await releaseTriggerIds(this.res.db.pool, this.triggererId, orphans);
+    this.res.logger.warn({ count: released }, 'released triggers assigned here that were not running');
+    this.claimLoop.wake();
   }
 }
