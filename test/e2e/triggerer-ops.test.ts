@@ -194,6 +194,29 @@ describe('triggers that do not start, or are held here without running, do not h
     await replica.app.exited;
   });
 
+  test('a trigger that ignores its cancellation does not hold up a SIGTERM: its trigger is handed back after the grace period', async () => {
+    const replica = await startTriggerer(sys, { DEFERRABLE_SHUTDOWN_GRACE_MS: '1000' });
+    const { id } = await sys.client.enqueue({ task: 'test.defer-on-deaf', args: { ms: 60_000 } });
+    const triggerId = await waitFor(async () => {
+      const r = await sys.env.db.pool.query<{ id: string }>(
+        "SELECT t.id FROM task_instance ti JOIN trigger t ON t.id = ti.trigger_id WHERE ti.id = $1 AND t.triggerer_id = $2",
+        [id, replica.id],
+      );
+      return r.rows[0]?.id;
+    }, 15_000, 'the deaf trigger held');
+    const signalledAt = Date.now();
+    replica.app.kill('SIGTERM');
+    const exit = await replica.app.exited;
+    // Before the fix the stop waited for the trigger (60 s) and was killed by testkit after 10 s.
+    expect(exit).toEqual({ code: 0, signal: null });
+    expect(Date.now() - signalledAt).toBeLessThan(5000);
+    expect(replica.app.logs.find((r) => r.msg === 'triggers ignored their cancellation; stopping without them')?.triggerIds).toEqual([triggerId]);
+    expect(replica.app.logs.find((r) => r.msg === 'triggerer stopped')?.released).toBe(1);
+    const held = await sys.env.db.pool.query('SELECT triggerer_id FROM trigger WHERE id = $1', [triggerId]);
+    expect(held.rows[0]?.triggerer_id).toBeNull();
+    await sys.client.cancel(id);
+  });
+
   test('triggers assigned to a live replica that does not run them (its claim committed, the answer was lost) are handed back and run', async () => {
     const replica = await startTriggerer(sys);
     // Parked on a queue nobody serves, then assigned to the replica behind its back.

@@ -19,6 +19,7 @@ void runApp('triggerer', async () => {
     syncIntervalMs: config.DEFERRABLE_SYNC_INTERVAL_MS,
     blockWarnMs: config.DEFERRABLE_BLOCK_WARN_MS,
     claimBatch: config.DEFERRABLE_CLAIM_BATCH,
+    shutdownGraceMs: config.DEFERRABLE_SHUTDOWN_GRACE_MS,
   });
   return {
     logger,

@@ -52,6 +52,7 @@ export const TriggererConfigSchema = z.object({
   DEFERRABLE_SYNC_INTERVAL_MS: int(2000, 10),
   DEFERRABLE_BLOCK_WARN_MS: int(200),
   DEFERRABLE_CLAIM_BATCH: int(5000, 1),
+  DEFERRABLE_SHUTDOWN_GRACE_MS: int(10000),
 });
 
 export const SchedulerConfigSchema = z.object({

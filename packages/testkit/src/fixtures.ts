@@ -158,6 +158,33 @@ export const badDueTriggerType = defineTriggerType({
   }),
 });
 
+/** Waits `ms` without listening to its cancellation signal (what a trigger should not do). */
+export const deafTriggerType = defineTriggerType({
+  type: 'test.deaf',
+  kwargs: z.object({ ms: z.number().int().min(0) }) as any,
+  create: (kwargs: any) => ({
+    serialize: () => ({ type: 'test.deaf', kwargs }),
+    async *run() {
+      await new Promise((r) => setTimeout(r, kwargs.ms as number));
+      yield { payload: { waited: kwargs.ms as number } };
+    },
+  }),
+});
+
+/** Defers on the trigger that ignores cancellation. */
+export const deferOnDeaf = defineTask({
+  name: 'test.defer-on-deaf',
+  args: z.object({ ms: z.number().int().min(0) }),
+  execute(ctx) {
+    ctx.defer({ trigger: deafTriggerType.create({ ms: ctx.args.ms }), method: 'resume' });
+  },
+  callbacks: {
+    resume(_ctx, event) {
+      return { event };
+    },
+  },
+});
+
 /** Defers on the trigger that throws as it starts. */
 export const deferOnBadDue = defineTask({
   name: 'test.defer-on-bad-due',
@@ -187,5 +214,5 @@ export const deferOnQueue = defineTask({
   },
 });
 
-export const tasks = [deferOnBadDue, deferOnBlocking, deferOnQueue, deferOnce, deferTimesOut, flakyCallback, slowCallback, unknownTrigger, blockingWait, failsHard];
-export const triggers = [explodingTriggerType, blockingTriggerType, badDueTriggerType];
+export const tasks = [deferOnBadDue, deferOnDeaf, deferOnBlocking, deferOnQueue, deferOnce, deferTimesOut, flakyCallback, slowCallback, unknownTrigger, blockingWait, failsHard];
+export const triggers = [explodingTriggerType, blockingTriggerType, badDueTriggerType, deafTriggerType];

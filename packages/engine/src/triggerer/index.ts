@@ -38,6 +38,8 @@ export interface TriggererOptions {
   blockWarnMs: number;
   /** Most triggers claimed in one statement. */
   claimBatch?: number;
+  /** How long a stop waits for cancelled triggers to end before it hands them back anyway. */
+  shutdownGraceMs?: number;
 }
 
 /**
@@ -142,7 +144,16 @@ export class Triggerer {
     const stopped = [...this.running.values()];
     for (const r of stopped) this.cancel(r, new Error('triggerer stopping'));
     this.timers.stop();
-    await Promise.all(stopped.map((r) => r.done));
+    // A trigger that ignores its signal must not hold the stop (and with it the hand-back) for
+    // ever: past the grace period its triggers are released anyway, and the process exits.
+    const ended = await Promise.race([
+      Promise.all(stopped.map((r) => r.done)).then(() => true),
+      new Promise<false>((resolve) => setTimeout(() => resolve(false), this.opts.shutdownGraceMs ?? 10_000).unref()),
+    ]);
+    if (!ended) {
+      const left = stopped.filter((r) => this.running.get(r.triggerId) === r);
+      this.res.logger.warn({ triggerIds: left.map((r) => r.triggerId), count: left.length }, 'triggers ignored their cancellation; stopping without them');
+    }
     await this.outcomes.drain();
     const released = await releaseTriggers(this.res.db.pool, this.triggererId).catch((err: unknown) => {
       this.res.logger.error({ err }, 'could not release triggers');
