@@ -24,6 +24,26 @@ describe('configuration', () => {
     expect(c.DEFERRABLE_MODULES).toEqual(['./a.js', 'pkg']);
   });
 
+  test('an empty variable takes the default, as if unset', () => {
+    const c = loadConfig(WorkerConfigSchema, { DEFERRABLE_SHUTDOWN_GRACE_MS: '', DEFERRABLE_HEALTH_PORT: ' ', DEFERRABLE_WORKER_SLOTS: '' });
+    expect(c.DEFERRABLE_SHUTDOWN_GRACE_MS).toBe(10000);
+    expect(c.DEFERRABLE_HEALTH_PORT).toBe(8792);
+    expect(c.DEFERRABLE_WORKER_SLOTS).toBe(4);
+    expect(loadConfig(WorkerConfigSchema, { DEFERRABLE_HEALTH_PORT: '0' }).DEFERRABLE_HEALTH_PORT).toBe(0);
+  });
+
+  test('a triggerer health threshold under 3 heartbeats is refused, naming the variable', () => {
+    expect(() => loadConfig(TriggererConfigSchema, { DEFERRABLE_HEARTBEAT_MS: '2000', DEFERRABLE_HEALTH_THRESHOLD_MS: '500' })).toThrow(
+      /DEFERRABLE_HEALTH_THRESHOLD_MS.*3 times DEFERRABLE_HEARTBEAT_MS.*500/,
+    );
+    expect(loadConfig(TriggererConfigSchema, { DEFERRABLE_HEARTBEAT_MS: '300', DEFERRABLE_HEALTH_THRESHOLD_MS: '900' }).DEFERRABLE_HEALTH_THRESHOLD_MS).toBe(900);
+  });
+
+  test('REDIS_URL must be redis:// or rediss://', () => {
+    expect(() => loadConfig(WorkerConfigSchema, { REDIS_URL: 'http://127.0.0.1:6379' })).toThrow(/REDIS_URL/);
+    expect(loadConfig(WorkerConfigSchema, { REDIS_URL: 'rediss://cache.example:6380/2' }).REDIS_URL).toBe('rediss://cache.example:6380/2');
+  });
+
   test('the development key is refused in production', () => {
     expect(() => loadConfig(WorkerConfigSchema, { NODE_ENV: 'production' })).toThrow(/DEFERRABLE_KWARGS_KEYS/);
     const key = Buffer.alloc(32, 7).toString('base64');

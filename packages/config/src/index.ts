@@ -9,7 +9,10 @@ import { z } from 'zod';
 /** A fixed key for local development only; production must set DEFERRABLE_KWARGS_KEYS. */
 export const DEV_KWARGS_KEY = 'ZGVmZXJyYWJsZS1kZXZlbG9wbWVudC1rZXktMzJieXQ=';
 
-const int = (def: number, min = 0) => z.coerce.number().int().min(min).default(def);
+// An empty variable (VAR= in a compose file or a shell) counts as unset: it takes the default,
+// rather than coercing to 0 (no shutdown grace, a random health port).
+const unsetIfEmpty = (v: unknown) => (typeof v === 'string' && v.trim() === '' ? undefined : v);
+const int = (def: number, min = 0) => z.preprocess(unsetIfEmpty, z.coerce.number().int().min(min).default(def));
 const csv = (def: string) =>
   z
     .string()
@@ -17,11 +20,15 @@ const csv = (def: string) =>
     .transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean));
 
 /** -1 disables the health endpoint; 0 picks a free port. */
-const healthPort = (def: number) => z.coerce.number().int().min(-1).max(65535).default(def);
+const healthPort = (def: number) => z.preprocess(unsetIfEmpty, z.coerce.number().int().min(-1).max(65535).default(def));
 
 const common = {
   DATABASE_URL: z.string().url().default('postgresql://postgres@127.0.0.1:5432/deferrable'),
-  REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
+  REDIS_URL: z
+    .string()
+    .url()
+    .refine((u) => /^rediss?:\/\//.test(u), 'must be a redis:// or rediss:// (TLS) URL')
+    .default('redis://127.0.0.1:6379'),
   DEFERRABLE_PREFIX: z.string().min(1).max(100).regex(/^[A-Za-z0-9_{}.-]+$/).default('{deferrable}'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   NODE_ENV: z.string().default('development'),
@@ -53,6 +60,11 @@ export const TriggererConfigSchema = z.object({
   DEFERRABLE_BLOCK_WARN_MS: int(200),
   DEFERRABLE_CLAIM_BATCH: int(5000, 1),
   DEFERRABLE_SHUTDOWN_GRACE_MS: int(10000),
+}).refine((c) => c.DEFERRABLE_HEALTH_THRESHOLD_MS >= 3 * c.DEFERRABLE_HEARTBEAT_MS, {
+  // Below a few heartbeats, a live replica is declared dead between two of its beats and its
+  // triggers are taken over (and run twice) back and forth.
+  path: ['DEFERRABLE_HEALTH_THRESHOLD_MS'],
+  message: 'must be at least 3 times DEFERRABLE_HEARTBEAT_MS',
 });
 
 export const SchedulerConfigSchema = z.object({

@@ -13,16 +13,28 @@ export function keyPattern(prefix: string): string {
   return `${bullPrefix(prefix)}:*`;
 }
 
-/** Parses redis://[user:pass@]host:port[/db] into ioredis options. */
-export function redisOptions(url: string): { host: string; port: number; db: number; username?: string; password?: string } {
+export interface RedisOptions {
+  host: string;
+  port: number;
+  db: number;
+  username?: string;
+  password?: string;
+  /** Set for rediss:// (TLS, verifying the server's certificate against its host name). */
+  tls?: { servername: string };
+}
+
+/** Parses redis[s]://[user:pass@]host:port[/db] into ioredis options. */
+export function redisOptions(url: string): RedisOptions {
   const u = new URL(url);
-  const opts: { host: string; port: number; db: number; username?: string; password?: string } = {
+  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') throw new Error(`not a Redis URL (redis:// or rediss://): ${u.protocol}`);
+  const opts: RedisOptions = {
     host: u.hostname || '127.0.0.1',
     port: u.port ? Number(u.port) : 6379,
     db: u.pathname && u.pathname !== '/' ? Number(u.pathname.slice(1)) : 0,
   };
   if (u.username) opts.username = decodeURIComponent(u.username);
   if (u.password) opts.password = decodeURIComponent(u.password);
+  if (u.protocol === 'rediss:') opts.tls = { servername: opts.host };
   return opts;
 }
 
