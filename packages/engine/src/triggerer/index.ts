@@ -326,6 +326,7 @@ export class Triggerer {
     entry.cancel(reason);
     if (entry.timer && this.running.get(entry.triggerId) === entry) {
       this.running.delete(entry.triggerId);
+      this.timers.noteCancelled();
       void this.cleanupTrigger(entry);
     }
   }

@@ -2,7 +2,9 @@
  * One timer for many triggers: a binary min-heap of due times and a single setTimeout for the
  * earliest. A replica holding 100,000 timer triggers keeps one small entry each instead of a
  * generator, promises and a Node timer each; everything due at once fires in one turn.
- * Cancelled entries are dropped lazily when they reach the top.
+ * Cancelled entries are dropped lazily when they reach the top, and all at once when they make up
+ * most of the heap: a cancelled far-future timer (a task cancelled, a trigger taken over) would
+ * otherwise keep its entry, and its trigger, until its moment.
  */
 export interface TimerEntry {
   at: number;
@@ -13,6 +15,8 @@ export class TimerQueue<E extends TimerEntry> {
   private readonly heap: E[] = [];
   private timer: NodeJS.Timeout | null = null;
   private timerAt = Infinity;
+  /** Entries in the heap whose cancellation was reported (noteCancelled). */
+  private cancelledInHeap = 0;
 
   constructor(
     private readonly now: () => number,
@@ -37,11 +41,45 @@ export class TimerQueue<E extends TimerEntry> {
     if (entry.at < this.timerAt) this.arm();
   }
 
+  /** Reports that an entry in the heap was cancelled (once per entry). */
+  noteCancelled(): void {
+    this.cancelledInHeap++;
+    if (this.cancelledInHeap > 1024 && this.cancelledInHeap * 2 > this.heap.length) this.compact();
+  }
+
   stop(): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     this.timerAt = Infinity;
     this.heap.length = 0;
+    this.cancelledInHeap = 0;
+  }
+
+  /** Drops every cancelled entry and rebuilds the heap in place (O(n)). */
+  private compact(): void {
+    const h = this.heap;
+    let n = 0;
+    for (const e of h) if (!e.cancelled) h[n++] = e;
+    h.length = n;
+    this.cancelledInHeap = 0;
+    for (let i = (n >> 1) - 1; i >= 0; i--) this.siftDown(i);
+    this.arm();
+  }
+
+  private siftDown(start: number): void {
+    const h = this.heap;
+    const entry = h[start]!;
+    let i = start;
+    for (;;) {
+      const l = 2 * i + 1;
+      if (l >= h.length) break;
+      const r = l + 1;
+      const c = r < h.length && h[r]!.at < h[l]!.at ? r : l;
+      if (h[c]!.at >= entry.at) break;
+      h[i] = h[c]!;
+      i = c;
+    }
+    h[i] = entry;
   }
 
   private pop(): E {
@@ -49,18 +87,10 @@ export class TimerQueue<E extends TimerEntry> {
     const top = h[0]!;
     const last = h.pop()!;
     if (h.length > 0) {
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        if (l >= h.length) break;
-        const r = l + 1;
-        const c = r < h.length && h[r]!.at < h[l]!.at ? r : l;
-        if (h[c]!.at >= last.at) break;
-        h[i] = h[c]!;
-        i = c;
-      }
-      h[i] = last;
+      h[0] = last;
+      this.siftDown(0);
     }
+    if (top.cancelled && this.cancelledInHeap > 0) this.cancelledInHeap--;
     return top;
   }
 
