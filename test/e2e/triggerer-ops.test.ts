@@ -171,14 +171,13 @@ describe('triggers that do not start, or are held here without running, do not h
     // The failing trigger first (oldest), then ten timers: one claim batch when the replica starts.
     const badTask = randomUUID();
     const badTrigger = randomUUID();
-    await sys.env.db.pool.query(`INSERT INTO trigger (id, classpath, kwargs) VALUES ($1, 'test.bad-due', $2)`, [
-      badTrigger,
-      createKwargsCipher([DEV_KWARGS_KEY]).encrypt({}),
-    ]);
+    // One statement, as a worker's deferral writes it: a trigger row alone would be an orphan that
+    // the scheduler's cleanup may delete before the task row names it.
     await sys.env.db.pool.query(
-      `INSERT INTO task_instance (id, task_name, state, started_at, trigger_id, next_method, next_kwargs, last_actor)
-       VALUES ($1, 'test.defer-on-bad-due', 'deferred', now(), $2, 'resume', '{"kwargs": {}}'::jsonb, 'e2e')`,
-      [badTask, badTrigger],
+      `WITH t AS (INSERT INTO trigger (id, classpath, kwargs) VALUES ($2, 'test.bad-due', $3) RETURNING id)
+       INSERT INTO task_instance (id, task_name, state, started_at, trigger_id, next_method, next_kwargs, last_actor)
+       SELECT $1, 'test.defer-on-bad-due', 'deferred', now(), t.id, 'resume', '{"kwargs": {}}'::jsonb, 'e2e' FROM t`,
+      [badTask, badTrigger, createKwargsCipher([DEV_KWARGS_KEY]).encrypt({})],
     );
     const timers = await bulkDefer(sys.env, Array.from({ length: 10 }, () => new Date(Date.now() + 1500)));
     const replica = await startTriggerer(sys);
