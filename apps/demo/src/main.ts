@@ -60,6 +60,8 @@ async function main(): Promise<void> {
     // Two slots: five waiting tasks would block them; deferred tasks do not.
     DEFERRABLE_WORKER_SLOTS: '2',
     DEFERRABLE_PREFIX: process.env.DEFERRABLE_PREFIX ?? '{deferrable}',
+    // The demo runs on the development key (kwargs it wrote in earlier runs stay readable).
+    NODE_ENV: process.env.NODE_ENV ?? 'development',
   };
   children.push(startApp('scheduler', env), startApp('triggerer', env), startApp('worker', env));
   process.on('SIGINT', () => void shutdown(0));

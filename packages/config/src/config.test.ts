@@ -44,6 +44,11 @@ describe('configuration', () => {
     expect(loadConfig(WorkerConfigSchema, { REDIS_URL: 'rediss://cache.example:6380/2' }).REDIS_URL).toBe('rediss://cache.example:6380/2');
   });
 
+  test('NODE_ENV is unset unless given', () => {
+    expect(loadConfig(WorkerConfigSchema, {}).NODE_ENV).toBeUndefined();
+    expect(loadConfig(WorkerConfigSchema, { NODE_ENV: 'test' }).NODE_ENV).toBe('test');
+  });
+
   test('the development key is refused in production', () => {
     expect(() => loadConfig(WorkerConfigSchema, { NODE_ENV: 'production' })).toThrow(/DEFERRABLE_KWARGS_KEYS/);
     const key = Buffer.alloc(32, 7).toString('base64');

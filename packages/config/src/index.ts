@@ -31,7 +31,8 @@ const common = {
     .default('redis://127.0.0.1:6379'),
   DEFERRABLE_PREFIX: z.string().min(1).max(100).regex(/^[A-Za-z0-9_{}.-]+$/).default('{deferrable}'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-  NODE_ENV: z.string().default('development'),
+  /** Unset unless given: the development key is refused in production, and warned of unless development or test. */
+  NODE_ENV: z.string().optional(),
   DEFERRABLE_KWARGS_KEYS: csv(DEV_KWARGS_KEY).refine((keys) => keys.length > 0, 'at least one key'),
   /** Modules (paths or package names) exporting `tasks` and/or `triggers` arrays to register. */
   DEFERRABLE_MODULES: csv(''),

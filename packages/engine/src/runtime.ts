@@ -1,3 +1,4 @@
+import { DEV_KWARGS_KEY } from '@deferrable/config';
 import { createDb, createKwargsCipher } from '@deferrable/db';
 import { createLogger, type Logger } from '@deferrable/logging';
 import { systemClock } from '@deferrable/triggers';
@@ -30,10 +31,16 @@ export interface CommonConfig {
   DEFERRABLE_PREFIX: string;
   LOG_LEVEL: string;
   DEFERRABLE_KWARGS_KEYS: string[];
+  NODE_ENV?: string | undefined;
 }
 
 /** Builds the resources of one app process from its parsed configuration. */
 export function createResources(config: CommonConfig, logger: Logger, poolMax = 10): Resources {
+  // Refused outright when NODE_ENV=production (loadConfig); said at startup unless the
+  // environment says it is development or test, so a deployment that set neither is told.
+  if (config.DEFERRABLE_KWARGS_KEYS.includes(DEV_KWARGS_KEY) && config.NODE_ENV !== 'development' && config.NODE_ENV !== 'test') {
+    logger.warn('trigger kwargs are encrypted with the public development key: set DEFERRABLE_KWARGS_KEYS outside development');
+  }
   return {
     db: createDb({ url: config.DATABASE_URL, poolMax, applicationName: `deferrable-${logger.bindings().name ?? 'app'}` }),
     databaseUrl: config.DATABASE_URL,
