@@ -42,20 +42,25 @@ describe('PostgreSQL outage: no accepted task is lost, stuck or run twice', () =
   }
 
   test('a 3 s outage while callbacks run and tasks defer, wait and fire: every task succeeds once', async () => {
-    // Callbacks that hold their slot for 1.5 s: the outage starts while they run, so each of
-    // them finishes, and records its success, while the database is away.
-    const holding: string[] = [];
-    for (let i = 0; i < 4; i++) {
-      holding.push((await sys.client.enqueue({ task: 'test.slow-callback', args: { delayMs: 50, holdMs: 1500 } })).id);
-    }
-    await waitFor(async () => {
-      const r = await sys.env.db.pool.query("SELECT 1 FROM task_instance WHERE id = ANY($1::uuid[]) AND state = 'running' AND next_method = 'resume'", [holding]);
-      return r.rowCount === holding.length;
-    }, 15_000, 'the holding callbacks running');
     // Timers due from 0.1 s to 3 s after each deferral: they fire before, during and after the
     // outage, and the tasks start and defer on the other slots meanwhile.
-    const waiting: string[] = [];
-    for (let i = 0; i < 30; i++) waiting.push((await sys.client.enqueue({ task: 'test.defer-once', args: { delayMs: 100 + i * 100 } })).id);
+    const waiting = await Promise.all(
+      Array.from({ length: 30 }, async (_, i) => (await sys.client.enqueue({ task: 'test.defer-once', args: { delayMs: 100 + i * 100 } })).id),
+    );
+    // Callbacks that hold their slot for 1.5 s: the outage starts as soon as all four run, so each
+    // of them finishes, and records its success, while the database is away.
+    const holding = await Promise.all(
+      Array.from({ length: 4 }, async () => (await sys.client.enqueue({ task: 'test.slow-callback', args: { delayMs: 50, holdMs: 1500 } })).id),
+    );
+    await waitFor(
+      async () => {
+        const r = await sys.env.db.pool.query("SELECT 1 FROM task_instance WHERE id = ANY($1::uuid[]) AND state = 'running' AND next_method = 'resume'", [holding]);
+        return r.rowCount === holding.length;
+      },
+      15_000,
+      'the holding callbacks running',
+      20,
+    );
     const ids = [...holding, ...waiting];
     // A request from another service arrives on the task-request queue while the database is away.
     await outage(3000, () => sys.client.request({ task: 'test.defer-once', args: { delayMs: 100, tag: 'requested' } }));

@@ -87,6 +87,9 @@ test('errors about the statement itself are not transient', async () => {
   expect((noCurrval as { code?: string }).code).toBe('55000');
   expect(isTransientDbError(noCurrval)).toBe(false);
   expect(isTransientDbError('Connection terminated')).toBe(false);
+  // Class 08 is the connection's, except a protocol violation, which would only repeat.
+  expect(isTransientDbError(Object.assign(new Error('connection failure'), { code: '08006' }))).toBe(true);
+  expect(isTransientDbError(Object.assign(new Error('protocol violation'), { code: '08P01' }))).toBe(false);
   expect(isTransientDbError(new Error('Connection terminated unexpectedly'))).toBe(true);
   // Connecting to a name with several addresses: one error per address.
   const refusedEach = Object.assign(new Error('connect ECONNREFUSED ::1:5432'), { code: 'ECONNREFUSED' });

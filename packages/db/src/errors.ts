@@ -15,8 +15,9 @@ export function isTransientDbError(err: unknown): boolean {
   if (typeof code === 'string') {
     if (NODE_CODES.has(code)) return true;
     if (/^[0-9A-Z]{5}$/.test(code)) {
-      // SQLSTATE class 08: connection exception.
-      if (code.startsWith('08')) return true;
+      // SQLSTATE class 08: connection exception (not 08P01, a protocol violation: a bug that
+      // would only repeat).
+      if (code.startsWith('08')) return code !== '08P01';
       if (SQLSTATES.has(code)) return true;
       // A database that refuses connections for now (ALLOW_CONNECTIONS false, as during some
       // maintenance) reports the generic 55000: recognised by its message only.

@@ -135,6 +135,12 @@ describe('recordError', () => {
     expect(r.message).toBe('y'.repeat(2000));
   });
 
+  it('writes a NUL character as the text \\u0000 (jsonb refuses NUL; a trigger error carrying one was never recorded)', () => {
+    const r = recordError(new Error('bad\u0000byte'));
+    expect(r.message).not.toContain('\u0000');
+    expect(r.message).toContain('bad\\u0000byte');
+  });
+
   it('records foreign errors as TASK_FAILED', () => {
     expect(recordError(new TypeError('bad'))).toEqual({ code: 'TASK_FAILED', type: 'TaskFailedError', message: 'TypeError: bad' });
   });

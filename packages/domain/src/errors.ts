@@ -175,7 +175,8 @@ const MAX_MESSAGE = 2000;
 
 export function recordError(value: unknown): RecordedError {
   const err = toDeferrableError(value);
-  return { code: err.code, type: err.name, message: err.message.slice(0, MAX_MESSAGE) };
+  // Without NUL characters: the record goes into jsonb, which refuses them (22P05).
+  return { code: err.code, type: err.name, message: err.message.replace(/\u0000/g, '\\u0000').slice(0, MAX_MESSAGE) };
 }
 
 /** The one place that says what each code means to a person reading a task's error. */

@@ -15,7 +15,7 @@ import { cancelTask, deleteOrphanTriggers, lockStaleRuns } from './recovery';
 import { recordRejection } from './rejections';
 import { firedUnapplied, resumeFromTriggers, retriesDue, timeoutDeferrals } from './resume';
 import { CHANNELS, type DispatchRow } from './rows';
-import { deferRun, deferRuns, failRun, heartbeatRuns, startRun, startRuns, succeedRun, succeedRuns, type RunKey } from './run';
+import { deferRun, deferRuns, failRun, heartbeatRuns, startRun, startRuns, succeedRun, succeedRuns, type DeferKey, type RunKey } from './run';
 import { assignedTriggerCount, assignedTriggerIds, claimTriggers, recordTriggerOutcomes, releaseTriggers, triggererLoad } from './triggers';
 
 const ACTOR = 'lifecycle-test';
@@ -125,11 +125,11 @@ async function queued(over: Partial<NewTaskInstance> = {}) {
   return rows[0]!;
 }
 
-async function running(over: Partial<NewTaskInstance> = {}, workerId: string = randomUUID()): Promise<RunKey> {
+async function running(over: Partial<NewTaskInstance> = {}, workerId: string = randomUUID()): Promise<DeferKey> {
   const d = await queued(over);
   const row = await startRun(pool, { id: d.id, tryNumber: d.try_number, dispatchAttempt: d.dispatch_attempt, workerId, actor: ACTOR });
   expect(row?.state).toBe('running');
-  return { id: d.id, tryNumber: d.try_number, workerId, actor: ACTOR };
+  return { id: d.id, tryNumber: d.try_number, dispatchAttempt: d.dispatch_attempt, workerId, actor: ACTOR };
 }
 
 async function deferred(opts: { timeoutMs?: number | null; queue?: string | null; nextKwargs?: unknown; triggerId?: string } = {}) {
@@ -423,7 +423,7 @@ describe('deferRun', () => {
 
   it('when the compare-and-set does not match, no trigger row is inserted', async () => {
     const key = await running();
-    const attempt = (k: RunKey, triggerId: string) =>
+    const attempt = (k: DeferKey, triggerId: string) =>
       deferRun(pool, k, {
         trigger: { id: triggerId, classpath: 'datetime', kwargsToken: 't', queue: null },
         nextMethod: 'm',
@@ -435,6 +435,8 @@ describe('deferRun', () => {
     const unknownTask = randomUUID();
     expect(await attempt({ ...key, workerId: randomUUID() }, wrongWorker)).toBe(false);
     expect(await attempt({ ...key, tryNumber: 2 }, wrongTry)).toBe(false);
+    // The same try, worker and task, but another dispatch: a resumed run of this try.
+    expect(await attempt({ ...key, dispatchAttempt: key.dispatchAttempt + 1 }, randomUUID())).toBe(false);
     expect(await attempt({ ...key, id: randomUUID() }, unknownTask)).toBe(false);
     expect(await count('trigger')).toBe(0);
     expect((await task(key.id)).state).toBe('running');
@@ -1044,7 +1046,7 @@ describe('the transition audit log', () => {
     const triggerId = randomUUID();
     await deferRun(
       pool,
-      { id, tryNumber: 1, workerId, actor: 'worker-1' },
+      { id, tryNumber: 1, dispatchAttempt: d1!.dispatch_attempt, workerId, actor: 'worker-1' },
       { trigger: { id: triggerId, classpath: 'datetime', kwargsToken: 't', queue: null }, nextMethod: 'cb', nextKwargs: {}, timeoutMs: null },
     );
     await recordTriggerOutcomes(pool, [{ triggerId, outcome: { kind: 'event', payload: 1 } }]);

@@ -64,6 +64,13 @@ export interface RunKey {
   actor: string;
 }
 
+/**
+ * A run as a deferral names it: a resume keeps the try number, and the resumed run may start on
+ * the same worker, so only the dispatch attempt (raised by every dispatch) tells a deferral sent
+ * again after a lost reply from the run that the resume started since.
+ */
+export type DeferKey = RunKey & { dispatchAttempt: number };
+
 const runOf = (id: string, tryNumber: number, workerId: string) => `${id.toLowerCase()}:${tryNumber}:${workerId.toLowerCase()}`;
 
 /** Matches the runs a statement changed to its keys; a key repeated in the batch matches once. */
@@ -133,8 +140,8 @@ export interface Deferral {
 // would serialise every deferral's commit; the worker sends a Redis hint instead.
 const DEFER = `
 WITH k AS (
-  SELECT * FROM unnest($1::uuid[], $2::int[], $3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::float8[], $8::text[], $9::text[], $10::text[], $11::text[])
-    AS k(id, try_number, worker_id, trigger_id, next_method, next_kwargs, timeout_ms, classpath, kwargs, queue, actor)
+  SELECT * FROM unnest($1::uuid[], $2::int[], $3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::float8[], $8::text[], $9::text[], $10::text[], $11::text[], $12::int[])
+    AS k(id, try_number, worker_id, trigger_id, next_method, next_kwargs, timeout_ms, classpath, kwargs, queue, actor, dispatch_attempt)
 ), upd AS (
   UPDATE task_instance ti
   SET state = 'deferred', trigger_id = k.trigger_id, next_method = k.next_method, next_kwargs = k.next_kwargs::jsonb,
@@ -142,6 +149,7 @@ WITH k AS (
       worker_id = NULL, heartbeat_at = NULL, updated_at = now(), last_actor = k.actor
   FROM k
   WHERE ti.id = ANY($1::uuid[]) AND ti.id = k.id AND ti.state = 'running' AND ti.try_number = k.try_number AND ti.worker_id = k.worker_id
+    AND ti.dispatch_attempt = k.dispatch_attempt
   RETURNING ti.trigger_id
 ), trg AS (
   INSERT INTO trigger (id, classpath, kwargs, queue)
@@ -151,7 +159,7 @@ WITH k AS (
 SELECT id AS trigger_id FROM trg`;
 
 /** running -> deferred, each with its new trigger, atomically. False for a run no longer ours. */
-export async function deferRuns(db: Queryable, runs: readonly { key: RunKey; deferral: Deferral }[]): Promise<boolean[]> {
+export async function deferRuns(db: Queryable, runs: readonly { key: DeferKey; deferral: Deferral }[]): Promise<boolean[]> {
   if (runs.length === 0) return [];
   const { rows } = await db.query<{ trigger_id: string }>(DEFER, [
     runs.map((r) => r.key.id),
@@ -165,6 +173,7 @@ export async function deferRuns(db: Queryable, runs: readonly { key: RunKey; def
     runs.map((r) => r.deferral.trigger.kwargsToken),
     runs.map((r) => r.deferral.trigger.queue),
     runs.map((r) => r.key.actor),
+    runs.map((r) => r.key.dispatchAttempt),
   ]);
   // Each deferral has its own new trigger id: the inserted triggers say which deferrals matched.
   const inserted = new Set(rows.map((r) => r.trigger_id));
@@ -172,7 +181,7 @@ export async function deferRuns(db: Queryable, runs: readonly { key: RunKey; def
 }
 
 /** running -> deferred with a new trigger, atomically. False when the run was no longer ours. */
-export async function deferRun(db: Queryable, k: RunKey, d: Deferral): Promise<boolean> {
+export async function deferRun(db: Queryable, k: DeferKey, d: Deferral): Promise<boolean> {
   return (await deferRuns(db, [{ key: k, deferral: d }]))[0] ?? false;
 }
 

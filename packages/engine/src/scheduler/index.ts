@@ -319,10 +319,14 @@ export class Scheduler {
         this.res.logger.info({ taskInstanceId: id, created, task: request.task, jobId: job.id }, 'task request recorded');
         return;
       } catch (err) {
-        // Anything but an unreachable database is about the request itself: recorded, not retried.
-        if (!isTransientDbError(err)) return this.reject('queue:task-requests', job, err);
+        // Refused input (a typed error that is not retryable) is recorded, not retried.
+        const e = toDeferrableError(err);
+        if (!isTransientDbError(err) && !e.retryable) return this.reject('queue:task-requests', job, e);
+        // Any other failure (a statement timeout, a full disk) is left to the job's attempts.
+        if (!isTransientDbError(err)) throw err;
         // The job is the only copy of the request: through an outage of any length it waits here,
-        // holding its lock, rather than spend its attempts. When stopping, BullMQ retries it later.
+        // holding its lock, rather than spend its attempts. When stopping it fails this attempt,
+        // and BullMQ retries it if the producer gave it attempts (the SDK gives 10).
         if (this.stopping) throw err;
         if (attempt % 10 === 0) this.res.logger.warn({ err, jobId: job.id, attempt }, 'database unreachable; retrying the task request');
         await new Promise((r) => setTimeout(r, Math.min(5000, 200 * 2 ** attempt)));
@@ -390,12 +394,14 @@ export class Scheduler {
     const states = await Promise.all(
       stale.map((row) => {
         const jobId = taskDispatch.jobId({ taskInstanceId: row.id, tryNumber: row.try_number, dispatchAttempt: row.dispatch_attempt })!;
-        return this.dispatches.jobState(row.queue, jobId).catch(() => 'unknown');
+        // A failed look-up is no evidence of a loss (Redis may be briefly away): skipped.
+        return this.dispatches.jobState(row.queue, jobId).catch(() => null);
       }),
     );
     const again: DispatchRow[] = [];
     for (const [i, row] of stale.entries()) {
-      if (LIVE_JOB_STATES.has(states[i]!)) continue;
+      const state = states[i];
+      if (state === null || state === undefined || LIVE_JOB_STATES.has(state)) continue;
       const next = await redispatch(this.res.db.pool, row, this.actor);
       if (next) again.push(next);
     }

@@ -69,6 +69,8 @@ export class Triggerer {
   /** Claims started so far, and whether one is in flight (its rows may not be running yet). */
   private claimsStarted = 0;
   private claimInFlight = false;
+  /** Since when the claims have seen unassigned triggers older than two claim intervals. */
+  private strandedSince: number | null = null;
 
   constructor(
     private readonly res: Resources,
@@ -188,9 +190,15 @@ export class Triggerer {
     });
     this.watchPeerExpiry(load.next_expiry_ms);
     // Alone (or not yet counted as alive), a triggerer takes what it has room for. So it does when
-    // triggers have waited unclaimed for two claim intervals: the peers counted in the share
-    // cannot take them (they serve other queues, or are full), and a share would strand them.
-    const stranded = load.unassigned_age_ms !== null && load.unassigned_age_ms > 2 * this.opts.claimIntervalMs;
+    // triggers stay unclaimed: the peers counted in the share cannot take them (they serve other
+    // queues, or are full), and a share would strand them. A trigger's age alone does not say so
+    // (one just handed back by a stopping peer is old), so the oldest must have been older than
+    // two claim intervals for at least one claim interval: the peers had their turn.
+    const now = Date.now();
+    const old = load.unassigned_age_ms !== null && load.unassigned_age_ms > 2 * this.opts.claimIntervalMs;
+    if (!old) this.strandedSince = null;
+    else this.strandedSince ??= now;
+    const stranded = this.strandedSince !== null && now - this.strandedSince >= this.opts.claimIntervalMs;
     const fairShare = load.unfired === null || stranded ? Infinity : Math.ceil(load.unfired / Math.max(1, load.alive));
     const batch = this.opts.claimBatch ?? 5000;
     const limit = Math.min(room, batch, Math.max(0, fairShare - this.running.size));

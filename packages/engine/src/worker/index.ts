@@ -17,6 +17,7 @@ import {
   startRuns,
   succeedRuns,
   type Deferral,
+  type DeferKey,
   type RunKey,
   type StartKey,
   type TaskInstanceRow,
@@ -67,7 +68,7 @@ export class TaskWorker {
   // deferral or success that is ready at the same moment, instead of one per task. While one
   // batch commits the next one gathers, so batches grow with the load and add no wait when idle.
   private readonly starts: Batcher<StartKey, TaskInstanceRow | null>;
-  private readonly deferrals: Batcher<{ key: RunKey; deferral: Deferral }, boolean>;
+  private readonly deferrals: Batcher<{ key: DeferKey; deferral: Deferral }, boolean>;
   private readonly successes: Batcher<{ key: RunKey; result: unknown }, boolean>;
   private stopping = false;
 
@@ -163,7 +164,7 @@ export class TaskWorker {
     // start matched, so the row moved on): it is no longer ours.
     this.active.get(row.id)?.abort.abort(new Error('run no longer held by this worker'));
     this.active.set(row.id, run);
-    const key: RunKey = { id: row.id, tryNumber: row.try_number, workerId: this.workerId, actor: this.actor };
+    const key: DeferKey = { id: row.id, tryNumber: row.try_number, dispatchAttempt: row.dispatch_attempt, workerId: this.workerId, actor: this.actor };
     try {
       log.info({ method: row.next_method ?? 'execute' }, 'task running');
       let outcome: RunOutcome;
@@ -200,7 +201,7 @@ export class TaskWorker {
     }
   }
 
-  private async recordDeferral(key: RunKey, d: DeferOptions, log: typeof this.res.logger): Promise<void> {
+  private async recordDeferral(key: DeferKey, d: DeferOptions, log: typeof this.res.logger): Promise<void> {
     const serialized = d.trigger.serialize();
     this.opts.triggers.validate(serialized);
     assertJsonSize(serialized.kwargs, this.opts.maxPayloadBytes, 'trigger kwargs');
@@ -239,7 +240,10 @@ export class TaskWorker {
    * Without this, a deferral cut off by a restart became a task error, and the run, no longer
    * heartbeated, was reaped as if its worker had died. Errors about the write itself are not
    * retried. Every write here is a compare-and-set: one that did commit before its connection was
-   * cut matches nothing the second time (the run reads as no longer ours, and the state is right).
+   * cut matches nothing the second time (the run reads as no longer ours, and the state is right;
+   * a deferral names its dispatch attempt, so it cannot match the run a resume started since).
+   * One case costs a try: a start that committed but whose answer was lost reads as stale; the
+   * run, not heartbeated, is then reaped and retried.
    * Once the worker is stopping it gives up after a few tries; the reaper then takes the run back.
    */
   private async untilRecorded<T>(step: string, run: { id: string; tryNumber: number }, write: () => Promise<T>): Promise<T> {
