@@ -45,6 +45,7 @@ import { Loop } from '../loop';
 import { ProcessJob } from '../process-job';
 import type { Resources } from '../resources';
 import { RecentIds } from '../recent-ids';
+import { retryThroughOutage } from '../outage';
 import { retryInMs } from '../retry';
 
 export interface SchedulerOptions {
@@ -313,24 +314,28 @@ export class Scheduler {
     // Without a key of its own, a request is keyed by its job: a job handled twice (its consumer
     // killed after the insert committed, or the reply lost with the connection) records one task.
     const keyed = { ...request, idempotencyKey: request.idempotencyKey ?? `request:${job.id ?? '?'}:${job.timestamp}` };
-    for (let attempt = 0; ; attempt++) {
-      try {
-        const { id, created } = await enqueueWith(this.res.db.pool, keyed, { actor: `request:${job.id ?? '?'}`, maxPayloadBytes: this.opts.maxPayloadBytes });
-        this.res.logger.info({ taskInstanceId: id, created, task: request.task, jobId: job.id }, 'task request recorded');
-        return;
-      } catch (err) {
-        // Refused input (a typed error that is not retryable) is recorded, not retried.
-        const e = toDeferrableError(err);
-        if (!isTransientDbError(err) && !e.retryable) return this.reject('queue:task-requests', job, e);
-        // Any other failure (a statement timeout, a full disk) is left to the job's attempts.
-        if (!isTransientDbError(err)) throw err;
-        // The job is the only copy of the request: through an outage of any length it waits here,
-        // holding its lock, rather than spend its attempts. When stopping it fails this attempt,
-        // and BullMQ retries it if the producer gave it attempts (the SDK gives 10).
-        if (this.stopping) throw err;
-        if (attempt % 10 === 0) this.res.logger.warn({ err, jobId: job.id, attempt }, 'database unreachable; retrying the task request');
-        await new Promise((r) => setTimeout(r, Math.min(5000, 200 * 2 ** attempt)));
-      }
+    try {
+      // The job is the only copy of the request: through an outage of any length it waits here,
+      // holding its lock, rather than spend its attempts. When stopping it fails this attempt,
+      // and BullMQ retries it if the producer gave it attempts (the SDK gives 10).
+      const { id, created } = await retryThroughOutage(
+        () => enqueueWith(this.res.db.pool, keyed, { actor: `request:${job.id ?? '?'}`, maxPayloadBytes: this.opts.maxPayloadBytes }),
+        {
+          giveUp: () => this.stopping,
+          onRetry: (err, attempt) => {
+            if (attempt % 10 === 0) this.res.logger.warn({ err, jobId: job.id, attempt }, 'database unreachable; retrying the task request');
+          },
+          baseDelayMs: 200,
+          maxDelayMs: 5000,
+        },
+      );
+      this.res.logger.info({ taskInstanceId: id, created, task: request.task, jobId: job.id }, 'task request recorded');
+    } catch (err) {
+      // Refused input (a typed error that is not retryable) is recorded, not retried; any other
+      // failure (a statement timeout, a full disk, an outage while stopping) is left to the job's attempts.
+      const e = toDeferrableError(err);
+      if (!isTransientDbError(err) && !e.retryable) return this.reject('queue:task-requests', job, e);
+      throw err;
     }
   }
 
@@ -398,10 +403,12 @@ export class Scheduler {
         return this.dispatches.jobState(row.queue, jobId).catch(() => null);
       }),
     );
-    const again: DispatchRow[] = [];
-    for (const [i, row] of stale.entries()) {
+    const lost = stale.filter((_, i) => {
       const state = states[i];
-      if (state === null || state === undefined || LIVE_JOB_STATES.has(state)) continue;
+      return typeof state === 'string' && !LIVE_JOB_STATES.has(state);
+    });
+    const again: DispatchRow[] = [];
+    for (const row of lost) {
       const next = await redispatch(this.res.db.pool, row, this.actor);
       if (next) again.push(next);
     }

@@ -19,6 +19,7 @@ import { HintPublisher, Producer, subscribeHints, triggerCreatedChannel, trigger
 import type { TriggerRegistry } from '@deferrable/triggers';
 import { Batcher } from '../batcher';
 import { Loop } from '../loop';
+import { retryThroughOutage } from '../outage';
 import { ProcessJob } from '../process-job';
 import type { Resources } from '../resources';
 import { BlockDetector } from './block-detector';
@@ -361,16 +362,13 @@ export class Triggerer {
   private async recordAndPublish(items: { triggerId: string; outcome: TriggerOutcome }[]): Promise<boolean[]> {
     // The outcome must reach PostgreSQL: keep trying through an outage. Only when stopping do we
     // give up; the triggers then stay unfired and another replica re-runs them after takeover.
-    let recorded: string[] | null = null;
-    for (let attempt = 0; recorded === null; attempt++) {
-      try {
-        recorded = await recordTriggerOutcomes(this.res.db.pool, items);
-      } catch (err) {
-        if (this.stopping && attempt >= 5) throw err;
-        this.res.logger.warn({ err, attempt, count: items.length }, 'recording trigger outcomes failed; retrying');
-        await new Promise((r) => setTimeout(r, Math.min(2000, 50 * 2 ** attempt)));
-      }
-    }
+    const recorded = await retryThroughOutage(() => recordTriggerOutcomes(this.res.db.pool, items), {
+      retryable: () => true,
+      giveUp: (attempt) => this.stopping && attempt >= 5,
+      onRetry: (err, attempt) => this.res.logger.warn({ err, attempt, count: items.length }, 'recording trigger outcomes failed; retrying'),
+      baseDelayMs: 50,
+      maxDelayMs: 2000,
+    });
     if (recorded.length > 0) {
       // The hint lets schedulers apply the events at once, before their jobs reach the front of
       // the trigger-event queue; the jobs follow. A lost publish of either is recovered by the
@@ -379,7 +377,7 @@ export class Triggerer {
         this.firedHints.publishNow(recorded.slice(i, i + MAX_FIRED_HINT_IDS).join(','));
       }
       await this.events.addBulk(undefined, recorded.map((triggerId) => ({ triggerId }))).catch((err: unknown) =>
-        this.res.logger.warn({ err, count: recorded!.length }, 'publishing trigger events failed; the scheduler backstop will apply them'),
+        this.res.logger.warn({ err, count: recorded.length }, 'publishing trigger events failed; the scheduler backstop will apply them'),
       );
       for (const id of recorded) this.res.logger.debug({ triggerId: id }, 'trigger fired');
     }

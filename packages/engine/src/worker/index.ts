@@ -12,7 +12,6 @@ import {
   deferRuns,
   failRun,
   heartbeatRuns,
-  isTransientDbError,
   recordRejection,
   startRuns,
   succeedRuns,
@@ -30,6 +29,7 @@ import { Loop } from '../loop';
 import { ProcessJob } from '../process-job';
 import type { Resources } from '../resources';
 import type { TaskRegistry } from '../task-registry';
+import { retryThroughOutage } from '../outage';
 import { retryInMs } from '../retry';
 import { runTaskCode, type RunOutcome } from './execute';
 
@@ -246,18 +246,15 @@ export class TaskWorker {
    * run, not heartbeated, is then reaped and retried.
    * Once the worker is stopping it gives up after a few tries; the reaper then takes the run back.
    */
-  private async untilRecorded<T>(step: string, run: { id: string; tryNumber: number }, write: () => Promise<T>): Promise<T> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await write();
-      } catch (err) {
-        if (!isTransientDbError(err) || (this.stopping && attempt >= 4)) throw err;
-        if (attempt % 10 === 0) {
-          this.res.logger.warn({ err, taskInstanceId: run.id, try: run.tryNumber, step, attempt }, 'database unreachable; retrying the write');
-        }
-        await new Promise((r) => setTimeout(r, Math.min(2000, 50 * 2 ** attempt)));
-      }
-    }
+  private untilRecorded<T>(step: string, run: { id: string; tryNumber: number }, write: () => Promise<T>): Promise<T> {
+    return retryThroughOutage(write, {
+      giveUp: (attempt) => this.stopping && attempt >= 4,
+      onRetry: (err, attempt) => {
+        if (attempt % 10 === 0) this.res.logger.warn({ err, taskInstanceId: run.id, try: run.tryNumber, step, attempt }, 'database unreachable; retrying the write');
+      },
+      baseDelayMs: 50,
+      maxDelayMs: 2000,
+    });
   }
 
   /** Heartbeats every run; a run the database no longer gives this worker (reaped, cancelled) is aborted. */
