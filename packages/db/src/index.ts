@@ -13,3 +13,4 @@ export * from './sql/triggers';
 export * from './sql/rejections';
 export { PrismaClient } from './generated/prisma/client';
 export * from './errors';
+export * from './sql/task-types';
