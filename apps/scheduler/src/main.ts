@@ -20,6 +20,7 @@ void runApp('scheduler', async () => {
     eventConcurrency: config.DEFERRABLE_EVENT_CONCURRENCY,
     heartbeatMs: 2000,
     maxPayloadBytes: config.DEFERRABLE_MAX_PAYLOAD_BYTES,
+    allowUnregisteredTasks: config.DEFERRABLE_ALLOW_UNREGISTERED_TASKS,
   });
   return {
     logger,

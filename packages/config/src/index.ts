@@ -19,6 +19,9 @@ const csv = (def: string) =>
     .default(def)
     .transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean));
 
+const bool = (def: boolean) =>
+  z.preprocess(unsetIfEmpty, z.enum(['true', 'false', '1', '0']).default(def ? 'true' : 'false')).transform((v) => v === 'true' || v === '1');
+
 /** -1 disables the health endpoint; 0 picks a free port. */
 const healthPort = (def: number) => z.preprocess(unsetIfEmpty, z.coerce.number().int().min(-1).max(65535).default(def));
 
@@ -78,6 +81,8 @@ export const SchedulerConfigSchema = z.object({
   DEFERRABLE_REDISPATCH_AFTER_MS: int(10000, 100),
   DEFERRABLE_CLEANUP_INTERVAL_MS: int(5000, 10),
   DEFERRABLE_EVENT_CONCURRENCY: int(256, 1),
+  /** Record task requests for task types no worker has registered in the catalog (off: refused). */
+  DEFERRABLE_ALLOW_UNREGISTERED_TASKS: bool(false),
 });
 
 export type WorkerConfig = z.output<typeof WorkerConfigSchema>;

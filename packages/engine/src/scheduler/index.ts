@@ -38,7 +38,7 @@ import {
   triggerEvents,
   triggerFiredChannel,
 } from '@deferrable/queues';
-import { enqueueWith } from '@deferrable/sdk';
+import { enqueueTask, TaskCatalog } from '@deferrable/catalog';
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import { Batcher } from '../batcher';
 import { Loop } from '../loop';
@@ -64,6 +64,8 @@ export interface SchedulerOptions {
   eventConcurrency: number;
   heartbeatMs: number;
   maxPayloadBytes: number;
+  /** Record requests for task types no worker has registered (with the system defaults). */
+  allowUnregisteredTasks?: boolean;
 }
 
 /** Hinted events waiting to be applied beyond which new hints are dropped (their jobs follow). */
@@ -108,6 +110,7 @@ export class Scheduler {
   /** How trigger events were applied, for /status. */
   private readonly eventCounts = { appliedByHint: 0, jobsSettledWithoutStatement: 0, jobStatements: 0 };
   private readonly consumers: Worker[] = [];
+  private readonly catalog: TaskCatalog;
   private listener: Listener | null = null;
   private firedHints: { close(): Promise<void> } | null = null;
   private stopping = false;
@@ -120,6 +123,7 @@ export class Scheduler {
   ) {
     this.job = new ProcessJob(res, 'scheduler', { capacity: 0, queues: [], heartbeatMs: opts.heartbeatMs, load: () => 0 });
     this.actor = `scheduler:${this.job.id}`;
+    this.catalog = new TaskCatalog(res.db.pool, { allowUnregistered: opts.allowUnregisteredTasks, maxPayloadBytes: opts.maxPayloadBytes });
     this.dispatches = new Producer(taskDispatch, res.redisUrl, res.prefix);
     this.dispatchLoop = new Loop('dispatch', opts.pollMs, () => this.dispatchAllDue(), res.logger);
     this.maintenanceLoop = new Loop('maintenance', opts.pollMs, () => this.maintain(), res.logger);
@@ -319,7 +323,7 @@ export class Scheduler {
       // holding its lock, rather than spend its attempts. When stopping it fails this attempt,
       // and BullMQ retries it if the producer gave it attempts (the SDK gives 10).
       const { id, created } = await retryThroughOutage(
-        () => enqueueWith(this.res.db.pool, keyed, { actor: `request:${job.id ?? '?'}`, maxPayloadBytes: this.opts.maxPayloadBytes }),
+        () => enqueueTask(this.res.db.pool, this.catalog, keyed, { actor: `request:${job.id ?? '?'}` }),
         {
           giveUp: () => this.stopping,
           onRetry: (err, attempt) => {
