@@ -2,6 +2,7 @@ import { loadConfig, SchedulerConfigSchema } from '@deferrable/config';
 import { migrate } from '@deferrable/db';
 import { createResources, runApp, Scheduler } from '@deferrable/engine';
 import { createLogger } from '@deferrable/logging';
+import { enqueueWith } from '@deferrable/sdk';
 
 void runApp('scheduler', async () => {
   const config = loadConfig(SchedulerConfigSchema);
@@ -19,7 +20,7 @@ void runApp('scheduler', async () => {
     cleanupIntervalMs: config.DEFERRABLE_CLEANUP_INTERVAL_MS,
     eventConcurrency: config.DEFERRABLE_EVENT_CONCURRENCY,
     heartbeatMs: 2000,
-    maxPayloadBytes: config.DEFERRABLE_MAX_PAYLOAD_BYTES,
+    enqueue: (request, { actor }) => enqueueWith(res.db.pool, request, { actor, maxPayloadBytes: config.DEFERRABLE_MAX_PAYLOAD_BYTES }),
   });
   return {
     logger,

@@ -1,0 +1,66 @@
+import { Loop } from '../../loop';
+import type { Resources } from '../../resources';
+import type { Dispatcher } from '../dispatcher';
+import { Reaper } from './reaper';
+import { Redispatch } from './redispatch';
+import { Retries } from './retries';
+import { Timeouts } from './timeouts';
+import { TriggerCleanup } from './trigger-cleanup';
+
+export interface MaintenanceOptions {
+  /** How often the time-based transitions and recovery steps run. */
+  pollMs: number;
+  /** Most rows each step changes per run. */
+  batch: number;
+  reapAfterMs: number;
+  redispatchAfterMs: number;
+  cleanupIntervalMs: number;
+  actor: string;
+}
+
+/**
+ * Time-based transitions and recovery: one loop runs timeouts, retries, the reaper and the
+ * re-dispatch scan in turn; orphan-trigger cleanup has a loop of its own (a longer interval).
+ */
+export class Maintenance {
+  readonly timeouts: Timeouts;
+  readonly retries: Retries;
+  readonly reaper: Reaper;
+  readonly redispatch: Redispatch;
+  readonly triggerCleanup: TriggerCleanup;
+  private readonly loop: Loop;
+  private readonly cleanupLoop: Loop;
+
+  constructor(
+    res: Resources,
+    opts: MaintenanceOptions,
+    private readonly dispatcher: Pick<Dispatcher, 'dispatchNow' | 'dispatchDue' | 'publish' | 'jobState'>,
+  ) {
+    const { batch, actor } = opts;
+    this.timeouts = new Timeouts(res, { batch, actor }, dispatcher);
+    this.retries = new Retries(res, { batch, actor }, dispatcher);
+    this.reaper = new Reaper(res, { reapAfterMs: opts.reapAfterMs, batch, actor }, this.retries);
+    this.redispatch = new Redispatch(res, { redispatchAfterMs: opts.redispatchAfterMs, batch, actor }, dispatcher);
+    this.triggerCleanup = new TriggerCleanup(res, { batch: 10_000 });
+    this.loop = new Loop('maintenance', opts.pollMs, () => this.runOnce(), res.logger);
+    this.cleanupLoop = new Loop('trigger-cleanup', opts.cleanupIntervalMs, () => this.triggerCleanup.run(), res.logger);
+  }
+
+  start(): void {
+    this.loop.start();
+    this.cleanupLoop.start();
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all([this.loop.stop(), this.cleanupLoop.stop()]);
+  }
+
+  /** One pass of the maintenance loop's steps. */
+  async runOnce(): Promise<void> {
+    await this.timeouts.run();
+    await this.retries.run();
+    await this.reaper.run();
+    await this.redispatch.run();
+    await this.dispatcher.dispatchDue();
+  }
+}
