@@ -32,3 +32,11 @@ test('a run whose worker stopped heartbeating is retried when tries remain, fail
   expect(f.error).toMatchObject({ code: 'HEARTBEAT_LOST' });
   expect((await taskRow(env.db.pool, live)).state).toBe('running');
 });
+
+test('a stale run with no worker id is reaped along with the others (it must not fail the batch)', async () => {
+  const noWorker = await insertTask(env.db.pool, { state: 'running', workerId: null, heartbeatAgoMs: 120_000, maxTries: 1, dispatchAttempt: 1 });
+  const normal = await insertTask(env.db.pool, { state: 'running', workerId: randomUUID(), heartbeatAgoMs: 60_000, maxTries: 1, dispatchAttempt: 1 });
+  expect(await reaper.run()).toBe(2);
+  expect((await taskRow(env.db.pool, noWorker)).state).toBe('failed');
+  expect((await taskRow(env.db.pool, normal)).state).toBe('failed');
+});

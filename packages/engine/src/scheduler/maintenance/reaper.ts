@@ -1,4 +1,4 @@
-import { failRun, inTransaction, lockStaleRuns } from '@deferrable/db';
+import { inTransaction, lockStaleRuns, reapRuns } from '@deferrable/db';
 import { HeartbeatLostError, recordError } from '@deferrable/domain';
 import type { Resources } from '../../resources';
 import { retryInMs } from '../../retry';
@@ -26,11 +26,14 @@ export class Reaper {
   async run(): Promise<number> {
     const reaped = await inTransaction(this.res.db.pool, async (client) => {
       const rows = await lockStaleRuns(client, this.opts.reapAfterMs, this.opts.batch);
-      for (const r of rows) {
+      const now = this.res.clock.now();
+      const runs = rows.map((r) => {
         const err = new HeartbeatLostError(r.worker_id);
-        const retryIn = retryInMs(r, err, this.res.clock.now());
-        await failRun(client, { id: r.id, tryNumber: r.try_number, workerId: r.worker_id ?? '', actor: this.opts.actor }, recordError(err), retryIn);
-        this.res.logger.warn({ taskInstanceId: r.id, try: r.try_number, workerId: r.worker_id, retry: retryIn !== null }, 'reaped a run whose worker stopped heartbeating');
+        return { row: r, id: r.id, tryNumber: r.try_number, error: recordError(err), retryInMs: retryInMs(r, err, now) };
+      });
+      await reapRuns(client, runs, this.opts.actor);
+      for (const { row, retryInMs: retryIn } of runs) {
+        this.res.logger.warn({ taskInstanceId: row.id, try: row.try_number, workerId: row.worker_id, retry: retryIn !== null }, 'reaped a run whose worker stopped heartbeating');
       }
       return rows.length;
     });
