@@ -62,14 +62,18 @@ export async function reapRuns(db: Queryable, runs: readonly ReapedRun[], actor:
 
 // Deletes triggers that no deferred task waits on. The deferral inserts its trigger and the
 // deferred state in one statement, so there is no moment when a wanted trigger looks orphaned.
+// SKIP LOCKED: a trigger another transaction holds (a claim, an outcome being recorded, another
+// scheduler's cleanup) is left for the next round, so the cleanup never queues behind the hot
+// path and two schedulers' cleanups cannot deadlock.
 // Index: task_instance_trigger_idx serves the NOT EXISTS probe.
 const DELETE_ORPHANS = `
 DELETE FROM trigger t
-WHERE t.id IN (
+WHERE t.id = ANY(ARRAY(
   SELECT t2.id FROM trigger t2
   WHERE NOT EXISTS (SELECT 1 FROM task_instance ti WHERE ti.trigger_id = t2.id AND ti.state = 'deferred')
   LIMIT $1
-)
+  FOR UPDATE SKIP LOCKED
+))
 RETURNING t.id`;
 
 export async function deleteOrphanTriggers(db: Queryable, limit: number): Promise<string[]> {
