@@ -102,7 +102,7 @@ export class Dispatcher {
   }
 
   /**
-   * Dispatches what is due, batch by batch. While a served queue is at its backlog mark, asks to
+   * The loop's step (other modules call `wake`, so that steps never overlap): dispatches what is due, batch by batch. While a served queue is at its backlog mark, asks to
    * look again soon (its workers drain it quickly): after 50 ms while dispatching keeps finding
    * room, backing off to the poll interval while it finds none (workers busy with long tasks).
    */

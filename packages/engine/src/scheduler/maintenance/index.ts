@@ -1,3 +1,4 @@
+import type { Logger } from '@deferrable/logging';
 import { Loop } from '../../loop';
 import type { Resources } from '../../resources';
 import type { Dispatcher } from '../dispatcher';
@@ -20,7 +21,9 @@ export interface MaintenanceOptions {
 
 /**
  * Time-based transitions and recovery: one loop runs timeouts, retries, the reaper and the
- * re-dispatch scan in turn; orphan-trigger cleanup has a loop of its own (a longer interval).
+ * re-dispatch scan in turn, then wakes the dispatcher (only its loop dispatches what is due, so
+ * two dispatch steps never run at once in one process); orphan-trigger cleanup has a loop of its
+ * own (a longer interval).
  */
 export class Maintenance {
   readonly timeouts: Timeouts;
@@ -30,12 +33,14 @@ export class Maintenance {
   readonly triggerCleanup: TriggerCleanup;
   private readonly loop: Loop;
   private readonly cleanupLoop: Loop;
+  private readonly logger: Logger;
 
   constructor(
     res: Resources,
     opts: MaintenanceOptions,
-    private readonly dispatcher: Pick<Dispatcher, 'dispatchNow' | 'dispatchDue' | 'publish' | 'jobState'>,
+    private readonly dispatcher: Pick<Dispatcher, 'dispatchNow' | 'wake' | 'publish' | 'jobState'>,
   ) {
+    this.logger = res.logger;
     const { batch, actor } = opts;
     this.timeouts = new Timeouts(res, { batch, actor }, dispatcher);
     this.retries = new Retries(res, { batch, actor }, dispatcher);
@@ -55,12 +60,17 @@ export class Maintenance {
     await Promise.all([this.loop.stop(), this.cleanupLoop.stop()]);
   }
 
-  /** One pass of the maintenance loop's steps. */
+  /** One pass of the maintenance loop's steps; a failing step is logged and does not stop the others. */
   async runOnce(): Promise<void> {
-    await this.timeouts.run();
-    await this.retries.run();
-    await this.reaper.run();
-    await this.redispatch.run();
-    await this.dispatcher.dispatchDue();
+    const steps: [string, { run(): Promise<unknown> }][] = [
+      ['timeouts', this.timeouts],
+      ['retries', this.retries],
+      ['reaper', this.reaper],
+      ['redispatch', this.redispatch],
+    ];
+    for (const [name, step] of steps) {
+      await step.run().catch((err: unknown) => this.logger.error({ err, step: name }, 'maintenance step failed; retrying at the next tick'));
+    }
+    this.dispatcher.wake();
   }
 }
