@@ -19,6 +19,8 @@ export interface SchedulerOptions {
   reapAfterMs: number;
   /** A queued task whose job is missing from Redis for this long is dispatched again. */
   redispatchAfterMs: number;
+  /** Most long-queued rows whose job is looked up in Redis per maintenance pass (default 100); the next pass goes on from there. */
+  redispatchChecksPerPoll?: number;
   cleanupIntervalMs: number;
   eventConcurrency: number;
   heartbeatMs: number;
@@ -58,7 +60,15 @@ export class Scheduler {
     this.requests = new RequestIntake(res, { enqueue: opts.enqueue, concurrency: 8 });
     this.maintenance = new Maintenance(
       res,
-      { pollMs: opts.pollMs, batch, reapAfterMs: opts.reapAfterMs, redispatchAfterMs: opts.redispatchAfterMs, cleanupIntervalMs: opts.cleanupIntervalMs, actor },
+      {
+        pollMs: opts.pollMs,
+        batch,
+        reapAfterMs: opts.reapAfterMs,
+        redispatchAfterMs: opts.redispatchAfterMs,
+        redispatchChecksPerRun: opts.redispatchChecksPerPoll ?? 100,
+        cleanupIntervalMs: opts.cleanupIntervalMs,
+        actor,
+      },
       this.dispatcher,
     );
   }

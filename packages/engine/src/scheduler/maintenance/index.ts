@@ -15,6 +15,8 @@ export interface MaintenanceOptions {
   batch: number;
   reapAfterMs: number;
   redispatchAfterMs: number;
+  /** Most long-queued rows whose job the re-dispatch scan looks up per pass. */
+  redispatchChecksPerRun: number;
   cleanupIntervalMs: number;
   actor: string;
 }
@@ -45,7 +47,7 @@ export class Maintenance {
     this.timeouts = new Timeouts(res, { batch, actor }, dispatcher);
     this.retries = new Retries(res, { batch, actor }, dispatcher);
     this.reaper = new Reaper(res, { reapAfterMs: opts.reapAfterMs, batch, actor }, this.retries);
-    this.redispatch = new Redispatch(res, { redispatchAfterMs: opts.redispatchAfterMs, batch, actor }, dispatcher);
+    this.redispatch = new Redispatch(res, { redispatchAfterMs: opts.redispatchAfterMs, checksPerRun: opts.redispatchChecksPerRun, actor }, dispatcher);
     this.triggerCleanup = new TriggerCleanup(res, { batch: 10_000 });
     this.loop = new Loop('maintenance', opts.pollMs, () => this.runOnce(), res.logger);
     this.cleanupLoop = new Loop('trigger-cleanup', opts.cleanupIntervalMs, () => this.triggerCleanup.run(), res.logger);
