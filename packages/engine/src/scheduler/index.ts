@@ -7,6 +7,9 @@ import { RequestIntake, type Enqueue } from './request-intake';
 
 export type { Enqueue } from './request-intake';
 
+/** Rows per retention statement: small enough that no statement holds many locks for long. */
+const RETENTION_BATCH = 300;
+
 export interface SchedulerOptions {
   pollMs: number;
   dispatchBatch: number;
@@ -22,6 +25,14 @@ export interface SchedulerOptions {
   /** Most long-queued rows whose job is looked up in Redis per maintenance pass (default 100); the next pass goes on from there. */
   redispatchChecksPerPoll?: number;
   cleanupIntervalMs: number;
+  /** Finished task instances (with their transitions) are deleted this long after they ended; 0 keeps them. */
+  retentionMs: number;
+  /** Job rows are deleted this long after they ended or last heartbeated; 0 keeps them. */
+  jobRetentionMs: number;
+  /** Rejections are deleted this long after they were recorded; 0 keeps them. */
+  rejectionRetentionMs: number;
+  /** How often retention runs. */
+  retentionIntervalMs: number;
   eventConcurrency: number;
   heartbeatMs: number;
   /** Records a task request from the task-requests queue (checks it against the catalog, writes it). */
@@ -32,7 +43,7 @@ export interface SchedulerOptions {
  * Moves task instances that are not executing, composed of one module per role: the dispatcher
  * (scheduled -> queued, dispatch jobs), the event applier (trigger events -> resume), request
  * intake (the task-requests queue) and maintenance (timeouts, retries, reaper, re-dispatch,
- * trigger cleanup). Every step is a compare-and-set or uses SKIP LOCKED, so several schedulers
+ * trigger cleanup, retention). Every step is a compare-and-set or uses SKIP LOCKED, so several schedulers
  * can run at once.
  */
 export class Scheduler {
@@ -67,6 +78,14 @@ export class Scheduler {
         redispatchAfterMs: opts.redispatchAfterMs,
         redispatchChecksPerRun: opts.redispatchChecksPerPoll ?? 100,
         cleanupIntervalMs: opts.cleanupIntervalMs,
+        retention: {
+          taskRetentionMs: opts.retentionMs,
+          jobRetentionMs: opts.jobRetentionMs,
+          rejectionRetentionMs: opts.rejectionRetentionMs,
+          intervalMs: opts.retentionIntervalMs,
+          batch: RETENTION_BATCH,
+          maxBatchesPerRun: 20,
+        },
         actor,
       },
       this.dispatcher,
@@ -83,7 +102,7 @@ export class Scheduler {
   }
 
   status(): Record<string, unknown> {
-    return { schedulerId: this.job.id, triggerEvents: { ...this.events.counts } };
+    return { schedulerId: this.job.id, triggerEvents: { ...this.events.counts }, retentionDeleted: { ...this.maintenance.retention.deleted } };
   }
 
   async stop(): Promise<void> {

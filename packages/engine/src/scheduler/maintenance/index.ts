@@ -4,6 +4,7 @@ import type { Resources } from '../../resources';
 import type { Dispatcher } from '../dispatcher';
 import { Reaper } from './reaper';
 import { Redispatch } from './redispatch';
+import { Retention, type RetentionOptions } from './retention';
 import { Retries } from './retries';
 import { Timeouts } from './timeouts';
 import { TriggerCleanup } from './trigger-cleanup';
@@ -18,14 +19,16 @@ export interface MaintenanceOptions {
   /** Most long-queued rows whose job the re-dispatch scan looks up per pass. */
   redispatchChecksPerRun: number;
   cleanupIntervalMs: number;
+  /** Retention of finished rows, run every `intervalMs` (and again soon while a run leaves more). */
+  retention: RetentionOptions & { intervalMs: number };
   actor: string;
 }
 
 /**
  * Time-based transitions and recovery: one loop runs timeouts, retries, the reaper and the
  * re-dispatch scan in turn, then wakes the dispatcher (only its loop dispatches what is due, so
- * two dispatch steps never run at once in one process); orphan-trigger cleanup has a loop of its
- * own (a longer interval).
+ * two dispatch steps never run at once in one process). Orphan-trigger cleanup and retention
+ * have loops of their own (longer intervals).
  */
 export class Maintenance {
   readonly timeouts: Timeouts;
@@ -33,8 +36,10 @@ export class Maintenance {
   readonly reaper: Reaper;
   readonly redispatch: Redispatch;
   readonly triggerCleanup: TriggerCleanup;
+  readonly retention: Retention;
   private readonly loop: Loop;
   private readonly cleanupLoop: Loop;
+  private readonly retentionLoop: Loop;
   private readonly logger: Logger;
 
   constructor(
@@ -51,15 +56,19 @@ export class Maintenance {
     this.triggerCleanup = new TriggerCleanup(res, { batch: 10_000 });
     this.loop = new Loop('maintenance', opts.pollMs, () => this.runOnce(), res.logger);
     this.cleanupLoop = new Loop('trigger-cleanup', opts.cleanupIntervalMs, () => this.triggerCleanup.run(), res.logger);
+    this.retention = new Retention(res, opts.retention);
+    // While rows remain beyond one run's share, the next run follows shortly (other work interleaves).
+    this.retentionLoop = new Loop('retention', opts.retention.intervalMs, async () => ((await this.retention.run()).more ? 100 : undefined), res.logger);
   }
 
   start(): void {
     this.loop.start();
     this.cleanupLoop.start();
+    this.retentionLoop.start();
   }
 
   async stop(): Promise<void> {
-    await Promise.all([this.loop.stop(), this.cleanupLoop.stop()]);
+    await Promise.all([this.loop.stop(), this.cleanupLoop.stop(), this.retentionLoop.stop()]);
   }
 
   /** One pass of the maintenance loop's steps; a failing step is logged and does not stop the others. */
