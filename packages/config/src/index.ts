@@ -83,6 +83,12 @@ export const SchedulerConfigSchema = z.object({
   DEFERRABLE_EVENT_CONCURRENCY: int(256, 1),
   /** Record task requests for task types no worker has registered in the catalog (off: refused). */
   DEFERRABLE_ALLOW_UNREGISTERED_TASKS: bool(false),
+  /** Retention (0 keeps rows for ever): finished task instances and their transitions, by ended_at. */
+  DEFERRABLE_RETENTION_MS: int(7 * 24 * 3600 * 1000),
+  /** Job rows, by ended_at or (a process killed with kill -9) latest_heartbeat. */
+  DEFERRABLE_JOB_RETENTION_MS: int(7 * 24 * 3600 * 1000),
+  DEFERRABLE_REJECTION_RETENTION_MS: int(7 * 24 * 3600 * 1000),
+  DEFERRABLE_RETENTION_INTERVAL_MS: int(60_000, 10),
 });
 
 export type WorkerConfig = z.output<typeof WorkerConfigSchema>;

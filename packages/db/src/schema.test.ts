@@ -439,7 +439,7 @@ describe('schema.prisma and the migrations', () => {
     // Sanity: the comparison looked at something.
     expect(expected.columns.length).toBeGreaterThan(40);
     expect(expected.indexes.length).toBeGreaterThan(10);
-    expect(expected.foreignKeys).toHaveLength(4);
+    expect(expected.foreignKeys).toHaveLength(3);
     expect(expected.enums).toHaveLength(1);
   });
 
