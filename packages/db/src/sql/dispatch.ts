@@ -1,4 +1,6 @@
 import type { Queryable } from '../client';
+import { JOB_RUNNING } from './jobs';
+import { fromSql, sqlState, toSql } from './states';
 import type { DispatchRow } from './rows';
 
 // Dispatches due scheduled rows in priority order, but only into queues whose backlog (queued
@@ -12,18 +14,18 @@ import type { DispatchRow } from './rows';
 // nothing however many rows wait in it. SKIP LOCKED lets several schedulers dispatch at once.
 const DISPATCH_DUE = `
 WITH RECURSIVE queues AS (
-  (SELECT queue FROM task_instance WHERE state = 'scheduled' ORDER BY queue LIMIT 1)
+  (SELECT queue FROM task_instance WHERE state = ${sqlState('scheduled')} ORDER BY queue LIMIT 1)
   UNION ALL
-  SELECT (SELECT t.queue FROM task_instance t WHERE t.state = 'scheduled' AND t.queue > q.queue ORDER BY t.queue LIMIT 1)
+  SELECT (SELECT t.queue FROM task_instance t WHERE t.state = ${sqlState('scheduled')} AND t.queue > q.queue ORDER BY t.queue LIMIT 1)
   FROM queues q WHERE q.queue IS NOT NULL
 ), live AS (
   SELECT q.queue, sum(j.capacity / greatest(1, cardinality(j.queues))) AS slots
   FROM job j CROSS JOIN LATERAL unnest(j.queues) AS q(queue)
-  WHERE j.job_type = 'worker' AND j.state = 'running'
+  WHERE j.job_type = 'worker' AND j.state = ${JOB_RUNNING}
     AND j.latest_heartbeat > now() - make_interval(secs => $4::float8 / 1000)
   GROUP BY q.queue
 ), backlog AS (
-  SELECT queue, count(*) AS queued FROM task_instance WHERE state = 'queued' GROUP BY queue
+  SELECT queue, count(*) AS queued FROM task_instance WHERE state = ${sqlState('queued')} GROUP BY queue
 ), room AS (
   SELECT q.queue, l.slots IS NOT NULL AS served,
          greatest($3::bigint, 2 * coalesce(l.slots, 0)) - coalesce(b.queued, 0) AS room
@@ -33,7 +35,7 @@ WITH RECURSIVE queues AS (
   SELECT p.id, p.priority, p.run_after, r.queue FROM room r
   CROSS JOIN LATERAL (
     SELECT ti.id, ti.priority, ti.run_after FROM task_instance ti
-    WHERE ti.state = 'scheduled' AND ti.queue = r.queue AND ti.run_after <= now()
+    WHERE ti.state ${fromSql('dispatch')} AND ti.queue = r.queue AND ti.run_after <= now()
     ORDER BY ti.priority DESC, ti.run_after
     LIMIT least($1::bigint, greatest(r.room, 0))
     FOR UPDATE SKIP LOCKED
@@ -43,7 +45,7 @@ WITH RECURSIVE queues AS (
   LIMIT $1
 ), upd AS (
   UPDATE task_instance ti
-  SET state = 'queued', dispatch_attempt = ti.dispatch_attempt + 1, queued_at = now(), updated_at = now(), last_actor = $2
+  SET state = ${toSql('dispatch')}, dispatch_attempt = ti.dispatch_attempt + 1, queued_at = now(), updated_at = now(), last_actor = $2
   WHERE ti.id = ANY(ARRAY(SELECT id FROM picked))
   RETURNING ti.id, ti.try_number, ti.dispatch_attempt, ti.queue, ti.priority, ti.next_method, ti.run_after
 )
@@ -87,8 +89,8 @@ export async function dispatchDueWithin(
 // transaction can read up to half a millisecond after now(): compare with that margin.
 const DISPATCH_IDS = `
 UPDATE task_instance
-SET state = 'queued', dispatch_attempt = dispatch_attempt + 1, queued_at = now(), updated_at = now(), last_actor = $2
-WHERE id = ANY($1::uuid[]) AND state = 'scheduled' AND run_after < now() + interval '1 millisecond'
+SET state = ${toSql('dispatch')}, dispatch_attempt = dispatch_attempt + 1, queued_at = now(), updated_at = now(), last_actor = $2
+WHERE id = ANY($1::uuid[]) AND state ${fromSql('dispatch')} AND run_after < now() + interval '1 millisecond'
 RETURNING id, try_number, dispatch_attempt, queue, priority, next_method`;
 
 /** scheduled -> queued for these task instances (those still scheduled and due). */
@@ -102,7 +104,7 @@ export async function dispatchIds(db: Queryable, ids: readonly string[], actor: 
 // which the backlog marks keep few); the order across queues is a sort of those.
 const STALE_QUEUED = `
 SELECT id, try_number, dispatch_attempt, queue, priority, next_method, queued_at FROM task_instance
-WHERE state = 'queued' AND queued_at < now() - make_interval(secs => $1::float8 / 1000)
+WHERE state = ${sqlState('queued')} AND queued_at < now() - make_interval(secs => $1::float8 / 1000)
   AND ($3::timestamptz IS NULL OR (queued_at, id) > ($3::timestamptz, $4::uuid))
 ORDER BY queued_at, id LIMIT $2`;
 
@@ -129,7 +131,7 @@ export async function staleQueued(
 const REDISPATCH = `
 UPDATE task_instance
 SET dispatch_attempt = dispatch_attempt + 1, queued_at = now(), updated_at = now(), last_actor = $3
-WHERE id = $1 AND state = 'queued' AND dispatch_attempt = $2
+WHERE id = $1 AND state = ${sqlState('queued')} AND dispatch_attempt = $2
 RETURNING id, try_number, dispatch_attempt, queue, priority, next_method`;
 
 /**

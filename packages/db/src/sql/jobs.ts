@@ -1,5 +1,8 @@
 import type { Queryable } from '../client';
 
+/** A job row's state while its process lives (it ends as 'success' or 'failed'), as an SQL literal. */
+export const JOB_RUNNING = "'running'";
+
 export type JobType = 'scheduler' | 'triggerer' | 'worker';
 
 export interface JobRow {
@@ -23,7 +26,7 @@ export async function registerJob(
 ): Promise<void> {
   await db.query(
     `INSERT INTO job (id, job_type, hostname, pid, state, capacity, load, queues)
-     VALUES ($1, $2, $3, $4, 'running', $5, 0, $6)`,
+     VALUES ($1, $2, $3, $4, ${JOB_RUNNING}, $5, 0, $6)`,
     [j.id, j.jobType, j.hostname, j.pid, j.capacity, j.queues],
   );
 }
@@ -31,7 +34,7 @@ export async function registerJob(
 /** Returns false when the row is no longer running (another process declared this one dead). */
 export async function heartbeatJob(db: Queryable, id: string, load: number): Promise<boolean> {
   const { rowCount } = await db.query(
-    `UPDATE job SET latest_heartbeat = now(), load = $2 WHERE id = $1 AND state = 'running'`,
+    `UPDATE job SET latest_heartbeat = now(), load = $2 WHERE id = $1 AND state = ${JOB_RUNNING}`,
     [id, load],
   );
   return rowCount === 1;

@@ -1,4 +1,5 @@
 import type { Queryable } from '../client';
+import { fromSql, sqlState, toSql } from './states';
 
 export interface StaleRunRow {
   id: string;
@@ -15,7 +16,7 @@ export interface StaleRunRow {
 const STALE_RUNS = `
 SELECT id, try_number, max_tries, worker_id, retry_delay_ms, retry_backoff, retry_max_delay_ms
 FROM task_instance
-WHERE state = 'running' AND heartbeat_at < now() - make_interval(secs => $1::float8 / 1000)
+WHERE state = ${sqlState('running')} AND heartbeat_at < now() - make_interval(secs => $1::float8 / 1000)
 ORDER BY heartbeat_at LIMIT $2
 FOR UPDATE SKIP LOCKED`;
 
@@ -30,12 +31,12 @@ export async function lockStaleRuns(db: Queryable, olderThanMs: number, limit: n
 // Index: task_instance_pkey.
 const REAP = `
 UPDATE task_instance ti
-SET state = CASE WHEN r.retry_in_ms IS NULL THEN 'failed' ELSE 'up_for_retry' END::task_state,
+SET state = CASE WHEN r.retry_in_ms IS NULL THEN ${toSql('fail')} ELSE ${toSql('scheduleRetry')} END,
     error = r.error, updated_at = now(), last_actor = $5,
     run_after = CASE WHEN r.retry_in_ms IS NULL THEN ti.run_after ELSE now() + make_interval(secs => r.retry_in_ms / 1000) END,
     ended_at = CASE WHEN r.retry_in_ms IS NULL THEN now() ELSE NULL END
 FROM unnest($1::uuid[], $2::int[], $3::float8[], $4::jsonb[]) AS r(id, try_number, retry_in_ms, error)
-WHERE ti.id = ANY($1::uuid[]) AND ti.id = r.id AND ti.state = 'running' AND ti.try_number = r.try_number
+WHERE ti.id = ANY($1::uuid[]) AND ti.id = r.id AND ti.state ${fromSql('fail')} AND ti.try_number = r.try_number
 RETURNING ti.id`;
 
 export interface ReapedRun {
@@ -70,7 +71,7 @@ const DELETE_ORPHANS = `
 DELETE FROM trigger t
 WHERE t.id = ANY(ARRAY(
   SELECT t2.id FROM trigger t2
-  WHERE NOT EXISTS (SELECT 1 FROM task_instance ti WHERE ti.trigger_id = t2.id AND ti.state = 'deferred')
+  WHERE NOT EXISTS (SELECT 1 FROM task_instance ti WHERE ti.trigger_id = t2.id AND ti.state = ${sqlState('deferred')})
   LIMIT $1
   FOR UPDATE SKIP LOCKED
 ))
@@ -82,8 +83,8 @@ export async function deleteOrphanTriggers(db: Queryable, limit: number): Promis
 
 const CANCEL = `
 UPDATE task_instance
-SET state = 'cancelled', trigger_id = NULL, trigger_timeout = NULL, ended_at = now(), updated_at = now(), last_actor = $2
-WHERE id = $1 AND state IN ('scheduled', 'queued', 'running', 'deferred', 'up_for_retry')
+SET state = ${toSql('cancel')}, trigger_id = NULL, trigger_timeout = NULL, ended_at = now(), updated_at = now(), last_actor = $2
+WHERE id = $1 AND state ${fromSql('cancel')}
 RETURNING id`;
 
 /** Any non-terminal state -> cancelled. False when the task had already ended. */

@@ -1,12 +1,13 @@
 import { TERMINAL_STATES } from '@deferrable/domain';
 import type { Queryable } from '../client';
+import { sqlState } from './states';
 
 // Retention: each statement deletes one small batch of old rows. Rows are picked with
 // FOR UPDATE SKIP LOCKED, so a batch never waits on (nor blocks) a row the hot path holds, and
 // two schedulers never delete the same rows; the caller repeats while a batch comes back full.
 // `$1` is the age in milliseconds, `$2` the batch size.
 
-const TERMINAL = `ARRAY[${TERMINAL_STATES.map((s) => `'${s}'`).join(', ')}]::task_state[]`;
+const TERMINAL = `ARRAY[${TERMINAL_STATES.map(sqlState).join(', ')}]`;
 
 // Finished task instances; their task_transition rows go with them (ON DELETE CASCADE, found by
 // task_transition_task_idx). Index: task_instance_ended_idx (partial: terminal states).

@@ -1,4 +1,5 @@
 import type { Queryable } from '../client';
+import { JOB_RUNNING } from './jobs';
 
 /** A task type's definition as the catalog stores it (see @deferrable/catalog's describeTaskType). */
 export interface TaskTypeRecord {
@@ -80,7 +81,7 @@ const CONFLICTS = `
 SELECT r.task_name AS name, array_agg(DISTINCT r.definition_hash ORDER BY r.definition_hash) AS hashes,
        array_agg(r.job_id::text ORDER BY r.job_id) AS "jobIds"
 FROM task_type_registration r JOIN job j ON j.id = r.job_id
-WHERE ($1::text[] IS NULL OR r.task_name = ANY($1::text[])) AND j.state = 'running'
+WHERE ($1::text[] IS NULL OR r.task_name = ANY($1::text[])) AND j.state = ${JOB_RUNNING}
   AND j.latest_heartbeat > now() - make_interval(secs => $2::float8 / 1000)
 GROUP BY r.task_name
 HAVING count(DISTINCT r.definition_hash) > 1
