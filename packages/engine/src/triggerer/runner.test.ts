@@ -1,0 +1,77 @@
+import { randomUUID } from 'node:crypto';
+import { claimTriggers } from '@deferrable/db';
+import { waitFor } from '@deferrable/testkit';
+import { createHarness, deferredTask, peerTriggerer, testTriggers, triggerRow, type Harness } from './__tests__/support';
+import { OutcomeRecorder } from './outcome-recorder';
+import { TriggerRunner } from './runner';
+
+let h: Harness;
+let recorder: OutcomeRecorder;
+let runner: TriggerRunner;
+const cleanups = new Map<string, number>();
+const triggererId = randomUUID();
+
+beforeAll(async () => {
+  h = await createHarness('trigger-runner');
+  recorder = new OutcomeRecorder(h.res);
+  runner = new TriggerRunner(h.res, { triggers: testTriggers(cleanups), blockWarnMs: 0 }, recorder);
+  runner.start();
+  await peerTriggerer(h.res, { id: triggererId });
+});
+
+afterAll(async () => {
+  await runner?.stop(1000);
+  await recorder?.drain();
+  await recorder?.close();
+  runner?.close();
+  await h?.cleanup();
+});
+
+/** Defers tasks on these triggers, claims them and starts them in the runner. */
+async function run(...triggers: { type: string; kwargs: Record<string, unknown> }[]): Promise<{ taskInstanceId: string; triggerId: string }[]> {
+  const deferred = [];
+  for (const t of triggers) deferred.push(await deferredTask(h.res, t as { type: string; kwargs: Record<string, never> }));
+  const rows = await claimTriggers(h.res.db.pool, { triggererId, limit: 100, healthThresholdMs: 30_000, queues: ['default'] });
+  runner.startClaimed(rows);
+  return deferred;
+}
+
+async function outcome(triggerId: string): Promise<Record<string, unknown>> {
+  return waitFor(async () => (await triggerRow(h.res, triggerId)).event, 10_000, `outcome of ${triggerId}`);
+}
+
+describe('TriggerRunner', () => {
+  test('records the first event of a trigger, and a failure for one that throws, ends without an event, or cannot start', async () => {
+    const [fires, throws, silent, unknown] = await run(
+      { type: 'test.now', kwargs: { payload: { ok: true }, endTask: 'success' } },
+      { type: 'test.throws', kwargs: {} },
+      { type: 'test.silent', kwargs: {} },
+      { type: 'no-such-trigger', kwargs: {} },
+    );
+    expect(await outcome(fires!.triggerId)).toEqual({ kind: 'event', payload: { ok: true }, endTask: 'success' });
+    expect(await outcome(throws!.triggerId)).toMatchObject({ kind: 'failure', error: { code: 'TASK_FAILED', message: 'Error: the trigger exploded' } });
+    expect(await outcome(silent!.triggerId)).toEqual({ kind: 'failure', error: { code: 'TRIGGER_FAILED', message: 'the trigger ended without an event' } });
+    expect(await outcome(unknown!.triggerId)).toMatchObject({ kind: 'failure', error: { code: 'UNKNOWN_TRIGGER_TYPE' } });
+    for (const t of [fires!, throws!, silent!]) expect(cleanups.get(t.triggerId)).toBe(1);
+    await waitFor(() => runner.size === 0, 5000, 'no trigger left running');
+  });
+
+  test('a cancelled trigger records nothing and cleans up', async () => {
+    const [t] = await run({ type: 'test.forever', kwargs: {} });
+    expect(runner.has(t!.triggerId)).toBe(true);
+    const entry = [...runner.entries()].find(([id]) => id === t!.triggerId)![1];
+    runner.cancel(entry, new Error('trigger cancelled'));
+    await entry.done;
+    expect(runner.has(t!.triggerId)).toBe(false);
+    expect(cleanups.get(t!.triggerId)).toBe(1);
+    expect((await triggerRow(h.res, t!.triggerId)).event).toBeNull();
+  });
+
+  test('a timer trigger waits in the shared timer queue and fires at its moment', async () => {
+    const [t] = await run({ type: 'datetime', kwargs: { moment: new Date(Date.now() + 300).toISOString() } });
+    expect(runner.has(t!.triggerId)).toBe(true);
+    expect(runner.timerCount).toBe(1);
+    expect(await outcome(t!.triggerId)).toMatchObject({ kind: 'event' });
+    expect(runner.timerCount).toBe(0);
+  });
+});
