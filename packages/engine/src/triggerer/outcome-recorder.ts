@@ -1,5 +1,5 @@
-import { MAX_FIRED_HINT_IDS, type TriggerOutcome } from '@deferrable/domain';
-import { recordTriggerOutcomes } from '@deferrable/db';
+import { MAX_FIRED_HINT_IDS, recordError, type TriggerOutcome } from '@deferrable/domain';
+import { isTransientDbError, recordTriggerOutcomes } from '@deferrable/db';
 import { HintPublisher, Producer, triggerEvents, triggerFiredChannel } from '@deferrable/queues';
 import { Batcher } from '../batcher';
 import { retryThroughOutage } from '../outage';
@@ -60,8 +60,8 @@ export class OutcomeRecorder {
     try {
       await this.batch.add({ triggerId, outcome });
     } catch {
-      // Only when stopping (recording retries through outages): the trigger stays unfired and
-      // another replica runs it again.
+      // Given up on an outage while stopping, or refused even as a failure: the trigger stays
+      // unfired and another replica runs it again (both logged where they happen).
     } finally {
       this.recording.delete(triggerId);
     }
@@ -106,18 +106,55 @@ export class OutcomeRecorder {
   }
 
   private async recordAndPublish(items: OutcomeItem[]): Promise<boolean[]> {
-    // The outcome must reach PostgreSQL: keep trying through an outage. Only when stopping do we
-    // give up; the triggers then stay unfired and another replica re-runs them after takeover.
-    const recorded = await retryThroughOutage(() => recordTriggerOutcomes(this.res.db.pool, items), {
-      retryable: () => true,
+    let recorded: string[];
+    try {
+      recorded = await this.write(items);
+    } catch (err) {
+      // Given up on an outage (stopping): the triggers stay unfired; another replica re-runs them.
+      if (isTransientDbError(err)) throw err;
+      // PostgreSQL refused the statement: one item may be at fault. Recorded one at a time, the
+      // others go through, and the one refused resumes its task into its failure path.
+      // Its message only: the error's other fields may quote the statement's data (payloads).
+      this.res.logger.warn({ reason: recordError(err).message, count: items.length }, 'recording trigger outcomes refused; recording them one at a time');
+      recorded = [];
+      for (const item of items) recorded.push(...(await this.recordAlone(item)));
+    }
+    if (recorded.length > 0) await this.publish(recorded);
+    const set = new Set(recorded);
+    return items.map((i) => set.has(i.triggerId));
+  }
+
+  /** One outcome; if PostgreSQL refuses it, a failure saying why is recorded in its place. */
+  private async recordAlone(item: OutcomeItem): Promise<string[]> {
+    try {
+      return await this.write([item]);
+    } catch (err) {
+      if (isTransientDbError(err)) throw err;
+      const { message, detail } = refusal(err);
+      this.res.logger.error({ triggerId: item.triggerId, reason: message }, 'trigger outcome refused by PostgreSQL; recording a failure instead');
+      // The detail (kept for the task, not logged) says what PostgreSQL found wrong in the data.
+      const error = { code: 'TRIGGER_FAILED', message: `the trigger's event could not be recorded: PostgreSQL refused it (${message}${detail ? `: ${detail}` : ''})` };
+      return this.write([{ triggerId: item.triggerId, outcome: { kind: 'failure', error } }]).catch((e: unknown) => {
+        if (isTransientDbError(e)) throw e;
+        this.res.logger.error({ triggerId: item.triggerId, reason: recordError(e).message }, 'not even a failure could be recorded for the trigger');
+        return [];
+      });
+    }
+  }
+
+  /**
+   * Records outcomes (first wins). The outcome must reach PostgreSQL: a transient error (the
+   * database unreachable or restarting) is retried through the outage; only when stopping do we
+   * give up. Any other error is thrown at once: retrying a refused statement would never end.
+   */
+  private write(items: OutcomeItem[]): Promise<string[]> {
+    return retryThroughOutage(() => recordTriggerOutcomes(this.res.db.pool, items), {
+      retryable: isTransientDbError,
       giveUp: (attempt) => this.stopping && attempt >= 5,
       onRetry: (err, attempt) => this.res.logger.warn({ err, attempt, count: items.length }, 'recording trigger outcomes failed; retrying'),
       baseDelayMs: 50,
       maxDelayMs: 2000,
     });
-    if (recorded.length > 0) await this.publish(recorded);
-    const set = new Set(recorded);
-    return items.map((i) => set.has(i.triggerId));
   }
 
   private async publish(recorded: string[]): Promise<void> {
@@ -132,4 +169,11 @@ export class OutcomeRecorder {
     );
     for (const id of recorded) this.res.logger.debug({ triggerId: id }, 'trigger fired');
   }
+}
+
+/** What PostgreSQL said when it refused a statement, bounded and without NUL characters. */
+function refusal(err: unknown): { message: string; detail: string | null } {
+  const e = (typeof err === 'object' && err !== null ? err : {}) as { message?: unknown; detail?: unknown };
+  const clean = (v: unknown, max: number) => (typeof v === 'string' && v ? v.replace(/\u0000/g, '\\u0000').slice(0, max) : null);
+  return { message: clean(e.message, 500) ?? recordError(err).message, detail: clean(e.detail, 300) };
 }

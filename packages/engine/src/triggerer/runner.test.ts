@@ -56,6 +56,13 @@ describe('TriggerRunner', () => {
     await waitFor(() => runner.size === 0, 5000, 'no trigger left running');
   });
 
+  test('an event PostgreSQL could not store (a lone UTF-16 surrogate) is refused at the boundary: the trigger fails with INVALID_INPUT', async () => {
+    const [t] = await run({ type: 'test.surrogate', kwargs: {} });
+    const failure = (await outcome(t!.triggerId)) as { kind: string; error: { code: string; message: string } };
+    expect(failure).toMatchObject({ kind: 'failure', error: { code: 'INVALID_INPUT' } });
+    expect(failure.error.message).toContain('lone UTF-16 surrogate');
+  });
+
   test('a cancelled trigger records nothing and cleans up', async () => {
     const [t] = await run({ type: 'test.forever', kwargs: {} });
     expect(runner.has(t!.triggerId)).toBe(true);
