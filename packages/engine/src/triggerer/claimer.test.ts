@@ -34,7 +34,7 @@ async function startClaimer(opts: Partial<TriggerClaimerOptions> = {}): Promise<
   const o: TriggerClaimerOptions = { capacity: 100, queues: ['default'], healthThresholdMs: 30_000, claimIntervalMs: 60_000, ...opts };
   await registerJob(h.res.db.pool, { id, jobType: 'triggerer', hostname: 'self', pid: process.pid, capacity: o.capacity, queues: o.queues });
   const recorder = new OutcomeRecorder(h.res);
-  const runner = new TriggerRunner(h.res, { triggers: testTriggers(), blockWarnMs: 0 }, recorder);
+  const runner = new TriggerRunner(h.res, { triggers: testTriggers(), blockWarnMs: 0, maxPayloadBytes: 256 * 1024 }, recorder);
   const claimer = new TriggerClaimer(h.res, o, id, runner);
   parts = { claimer, runner, recorder };
   claimer.start();

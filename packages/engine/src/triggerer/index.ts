@@ -27,6 +27,8 @@ export interface TriggererOptions {
   claimBatch?: number;
   /** How long a stop waits for cancelled triggers to end before it hands them back anyway. */
   shutdownGraceMs?: number;
+  /** Largest event payload a trigger may fire, as JSON bytes (DEFERRABLE_MAX_PAYLOAD_BYTES). */
+  maxPayloadBytes: number;
 }
 
 /**
@@ -53,7 +55,7 @@ export class Triggerer {
       load: () => this.runner.size,
     });
     this.recorder = new OutcomeRecorder(res);
-    this.runner = new TriggerRunner(res, { triggers: opts.triggers, blockWarnMs: opts.blockWarnMs }, this.recorder);
+    this.runner = new TriggerRunner(res, { triggers: opts.triggers, blockWarnMs: opts.blockWarnMs, maxPayloadBytes: opts.maxPayloadBytes }, this.recorder);
     this.claimer = new TriggerClaimer(res, opts, this.job.id, this.runner);
     this.syncer = new TriggerSyncer(res, opts, this.job.id, this.runner, this.recorder, this.claimer);
   }

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { claimTriggers } from '@deferrable/db';
+import { claimTriggers, resumeFromTriggers } from '@deferrable/db';
 import { waitFor } from '@deferrable/testkit';
 import { createHarness, deferredTask, peerTriggerer, testTriggers, triggerRow, type Harness } from './__tests__/support';
 import { OutcomeRecorder } from './outcome-recorder';
@@ -10,11 +10,12 @@ let recorder: OutcomeRecorder;
 let runner: TriggerRunner;
 const cleanups = new Map<string, number>();
 const triggererId = randomUUID();
+const MAX_PAYLOAD = 1024;
 
 beforeAll(async () => {
   h = await createHarness('trigger-runner');
   recorder = new OutcomeRecorder(h.res);
-  runner = new TriggerRunner(h.res, { triggers: testTriggers(cleanups), blockWarnMs: 0 }, recorder);
+  runner = new TriggerRunner(h.res, { triggers: testTriggers(cleanups), blockWarnMs: 0, maxPayloadBytes: MAX_PAYLOAD }, recorder);
   runner.start();
   await peerTriggerer(h.res, { id: triggererId });
 });
@@ -61,6 +62,17 @@ describe('TriggerRunner', () => {
     const failure = (await outcome(t!.triggerId)) as { kind: string; error: { code: string; message: string } };
     expect(failure).toMatchObject({ kind: 'failure', error: { code: 'INVALID_INPUT' } });
     expect(failure.error.message).toContain('lone UTF-16 surrogate');
+  });
+
+  test('an event payload over maxPayloadBytes fails the trigger with PAYLOAD_TOO_LARGE, and its task resumes into its failure path with it', async () => {
+    const [big, small] = await run({ type: 'test.big', kwargs: { bytes: MAX_PAYLOAD } }, { type: 'test.big', kwargs: { bytes: MAX_PAYLOAD - 2 } });
+    const failure = (await outcome(big!.triggerId)) as { kind: string; error: { code: string; message: string } };
+    expect(failure).toMatchObject({ kind: 'failure', error: { code: 'PAYLOAD_TOO_LARGE' } });
+    expect(failure.error.message).toContain(`is ${MAX_PAYLOAD + 2} bytes, over the limit of ${MAX_PAYLOAD}`);
+    expect(await outcome(small!.triggerId)).toEqual({ kind: 'event', payload: 'x'.repeat(MAX_PAYLOAD - 2) });
+    await resumeFromTriggers(h.res.db.pool, [big!.triggerId], 'test');
+    const { rows } = await h.res.db.pool.query('SELECT next_method, next_kwargs FROM task_instance WHERE id = $1', [big!.taskInstanceId]);
+    expect(rows[0]).toMatchObject({ next_method: '__fail__', next_kwargs: { error: { code: 'PAYLOAD_TOO_LARGE' } } });
   });
 
   test('a cancelled trigger records nothing and cleans up', async () => {

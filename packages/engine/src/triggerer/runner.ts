@@ -1,4 +1,4 @@
-import { recordError, TriggerEventSchema, parseInput, type Trigger, type TriggerOutcome } from '@deferrable/domain';
+import { assertJsonSize, recordError, TriggerEventSchema, parseInput, type Trigger, type TriggerOutcome } from '@deferrable/domain';
 import type { ClaimedTriggerRow } from '@deferrable/db';
 import { systemClock, type TriggerRegistry } from '@deferrable/triggers';
 import type { Resources } from '../resources';
@@ -11,6 +11,8 @@ export interface TriggerRunnerOptions {
   triggers: TriggerRegistry;
   /** A trigger callback that holds the event loop this long is named in the logs (0: off). */
   blockWarnMs: number;
+  /** Largest event payload, as JSON bytes; a larger one fails the trigger with PAYLOAD_TOO_LARGE. */
+  maxPayloadBytes: number;
 }
 
 /**
@@ -170,6 +172,7 @@ export class TriggerRunner {
 
   private eventOutcome(type: string, raw: unknown): TriggerOutcome {
     const event = parseInput(TriggerEventSchema, raw, `event of trigger type "${type}"`);
+    assertJsonSize(event.payload, this.opts.maxPayloadBytes, `the event payload of trigger type "${type}"`);
     return event.endTask ? { kind: 'event', payload: event.payload, endTask: event.endTask } : { kind: 'event', payload: event.payload };
   }
 

@@ -17,7 +17,7 @@ const triggererId = randomUUID();
 beforeAll(async () => {
   h = await createHarness('trigger-syncer');
   recorder = new OutcomeRecorder(h.res);
-  runner = new TriggerRunner(h.res, { triggers: testTriggers(cleanups), blockWarnMs: 0 }, recorder);
+  runner = new TriggerRunner(h.res, { triggers: testTriggers(cleanups), blockWarnMs: 0, maxPayloadBytes: 256 * 1024 }, recorder);
   // Never started: the syncer only reads its claim counters and may wake it.
   const claimer = new TriggerClaimer(h.res, { capacity: 100, queues: ['default'], healthThresholdMs: 30_000, claimIntervalMs: 60_000 }, triggererId, runner);
   syncer = new TriggerSyncer(h.res, { syncIntervalMs: 60_000 }, triggererId, runner, recorder, claimer);
