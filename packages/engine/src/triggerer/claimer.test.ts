@@ -68,6 +68,15 @@ describe('TriggerClaimer', () => {
     expect(await assignedTo(id)).toBe(5);
   });
 
+  test("the share follows the load the live peers report, not a count of trigger rows", async () => {
+    await waiting(10);
+    // The peer reports 100 running triggers (in rows this test never wrote): a fair share of
+    // 110 between two is 55, so all 10 waiting triggers are claimed here.
+    await peerTriggerer(h.res, { load: 100 });
+    const { runner } = await startClaimer();
+    await waitFor(() => runner.size === 10, 5000, 'all ten running');
+  });
+
   test('triggers its live peers leave unclaimed for two claim intervals are claimed beyond the share', async () => {
     await waiting(4);
     await peerTriggerer(h.res);

@@ -94,12 +94,16 @@ export class TriggerClaimer {
     if (rows.length === limit && limit === batch) this.loop.wake();
   }
 
-  /** Up to a fair share of the unfired triggers of our queues, so replicas share the work. */
+  /**
+   * Up to a fair share of the unfired triggers of our queues, so replicas share the work: what the
+   * live triggerers report running plus what waits (unassigned, or held by dead triggerers).
+   */
   private async fairShare(): Promise<number> {
     const load = await triggererLoad(this.res.db.pool, {
       healthThresholdMs: this.opts.healthThresholdMs,
       queues: this.opts.queues,
       self: this.triggererId,
+      running: this.runner.size,
     });
     this.watchPeerExpiry(load.next_expiry_ms);
     // Alone (or not yet counted as alive), a triggerer takes what it has room for. So it does when
