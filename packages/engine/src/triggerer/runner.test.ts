@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { claimTriggers, resumeFromTriggers } from '@deferrable/db';
 import { waitFor } from '@deferrable/testkit';
-import { createHarness, deferredTask, peerTriggerer, testTriggers, triggerRow, type Harness } from './__tests__/support';
+import { createHarness, deferredTask, FakeClock, peerTriggerer, testTriggers, triggerRow, type Harness } from './__tests__/support';
 import { OutcomeRecorder } from './outcome-recorder';
 import { TriggerRunner } from './runner';
 
@@ -30,6 +30,13 @@ afterAll(async () => {
 
 /** Defers tasks on these triggers, claims them and starts them in the runner. */
 async function run(...triggers: { type: string; kwargs: Record<string, unknown> }[]): Promise<{ taskInstanceId: string; triggerId: string }[]> {
+  return runIn(runner, ...triggers);
+}
+
+async function runIn(
+  runner: TriggerRunner,
+  ...triggers: { type: string; kwargs: Record<string, unknown> }[]
+): Promise<{ taskInstanceId: string; triggerId: string }[]> {
   const deferred = [];
   for (const t of triggers) deferred.push(await deferredTask(h.res, t as { type: string; kwargs: Record<string, never> }));
   const rows = await claimTriggers(h.res.db.pool, { triggererId, limit: 100, healthThresholdMs: 30_000, queues: ['default'] });
@@ -92,5 +99,46 @@ describe('TriggerRunner', () => {
     expect(runner.timerCount).toBe(1);
     expect(await outcome(t!.triggerId)).toMatchObject({ kind: 'event' });
     expect(runner.timerCount).toBe(0);
+  });
+});
+
+describe('TriggerRunner with a fake clock', () => {
+  test('timer triggers wait in the shared timer queue on one clock timer, and fire only when the clock passes their moment', async () => {
+    const clock = new FakeClock();
+    const fake = new TriggerRunner({ ...h.res, clock }, { triggers: testTriggers(), blockWarnMs: 0, maxPayloadBytes: MAX_PAYLOAD }, recorder);
+    try {
+      const t0 = clock.now();
+      const [soon, later] = await runIn(
+        fake,
+        { type: 'datetime', kwargs: { moment: new Date(t0 + 60_000).toISOString() } },
+        { type: 'datetime', kwargs: { moment: new Date(t0 + 120_000).toISOString() } },
+      );
+      expect(fake.timerCount).toBe(2);
+      expect(clock.pending).toBe(1);
+      clock.advance(59_999);
+      // Timers run inside advance(): had the moment been reached, the trigger would have left.
+      expect(fake.has(soon!.triggerId)).toBe(true);
+      expect(recorder.pending).toBe(0);
+      clock.advance(1);
+      expect(fake.has(soon!.triggerId)).toBe(false);
+      expect(fake.timerCount).toBe(1);
+      expect(await outcome(soon!.triggerId)).toMatchObject({ kind: 'event', payload: { firedAt: new Date(t0 + 60_000).toISOString() } });
+      expect(fake.has(later!.triggerId)).toBe(true);
+      clock.advance(60_000);
+      expect(await outcome(later!.triggerId)).toMatchObject({ kind: 'event', payload: { firedAt: new Date(t0 + 120_000).toISOString() } });
+      expect(fake.timerCount).toBe(0);
+    } finally {
+      await fake.stop(1000);
+    }
+  });
+
+  test("a trigger's sleep waits on the clock's timer, and its cancellation cancels that timer", async () => {
+    const clock = new FakeClock();
+    const fake = new TriggerRunner({ ...h.res, clock }, { triggers: testTriggers(), blockWarnMs: 0, maxPayloadBytes: MAX_PAYLOAD }, recorder);
+    const [t] = await runIn(fake, { type: 'test.forever', kwargs: {} });
+    await waitFor(() => clock.pending === 1, 5000, 'the sleep on the fake clock');
+    await fake.stop(1000);
+    expect(clock.pending).toBe(0);
+    expect(fake.has(t!.triggerId)).toBe(false);
   });
 });

@@ -1,6 +1,6 @@
 import { assertJsonSize, recordError, TriggerEventSchema, parseInput, type Trigger, type TriggerOutcome } from '@deferrable/domain';
 import type { ClaimedTriggerRow } from '@deferrable/db';
-import { systemClock, type TriggerRegistry } from '@deferrable/triggers';
+import type { TriggerRegistry } from '@deferrable/triggers';
 import type { Resources } from '../resources';
 import { BlockDetector } from './block-detector';
 import { RunningTrigger } from './context';
@@ -30,7 +30,7 @@ export class TriggerRunner {
     private readonly opts: TriggerRunnerOptions,
     private readonly recorder: OutcomeRecorder,
   ) {
-    this.timers = new TimerQueue<RunningTrigger>(() => res.clock.now(), (due) => this.fireTimers(due));
+    this.timers = new TimerQueue<RunningTrigger>(res.clock, (due) => this.fireTimers(due));
     this.blocks = new BlockDetector(opts.blockWarnMs, (b) =>
       res.logger.warn(
         { triggerId: b.triggerId, triggerType: b.triggerType, taskInstanceId: b.taskInstanceId, blockedMs: b.blockedMs },
@@ -122,7 +122,7 @@ export class TriggerRunner {
 
   private startTrigger(id: string, type: string, taskInstanceId: string | null, trigger: Trigger): void {
     const entry = new RunningTrigger(id, type, this.res.clock);
-    if (trigger.dueAt && trigger.eventAt && this.res.clock === systemClock) {
+    if (trigger.dueAt && trigger.eventAt) {
       const at = trigger.dueAt(); // may throw: then nothing has started
       entry.timer = trigger;
       entry.at = at;

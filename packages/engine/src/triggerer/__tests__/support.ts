@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { DEV_KWARGS_KEY } from '@deferrable/config';
 import { createKwargsCipher, deferRun, dispatchIds, insertTaskInstance, registerJob, startRun } from '@deferrable/db';
-import { defineTriggerType, JsonSchema, triggerSleep, type Clock, type JsonObject, type TriggerEvent, type TriggerRunContext, type TriggerType } from '@deferrable/domain';
+import { defineTriggerType, JsonSchema, triggerSleep, type Clock, type ClockTimer, type JsonObject, type TriggerEvent, type TriggerRunContext, type TriggerType } from '@deferrable/domain';
 import { createLogger } from '@deferrable/logging';
 import { createTestEnv, type TestEnv } from '@deferrable/testkit';
 import { builtinTriggerRegistry, systemClock, type TriggerRegistry } from '@deferrable/triggers';
@@ -160,4 +160,52 @@ export function testTriggers(cleanups = new Map<string, number>()): TriggerRegis
         yield { payload: { s: '\ud800' } };
       }),
     );
+}
+
+/** A clock that moves only when the test says so; its timers run inside `advance`, in due order. */
+export class FakeClock implements Clock {
+  private readonly timers = new Set<{ at: number; fn: () => void }>();
+
+  constructor(private t: number = Date.now()) {}
+
+  now(): number {
+    return this.t;
+  }
+
+  /** Timers started and neither run nor cancelled. */
+  get pending(): number {
+    return this.timers.size;
+  }
+
+  setTimer(ms: number, fn: () => void): ClockTimer {
+    const timer = { at: this.t + Math.max(0, ms), fn };
+    this.timers.add(timer);
+    return { cancel: () => this.timers.delete(timer) };
+  }
+
+  sleep(ms: number, signal?: AbortSignal): Promise<void> {
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    return new Promise<void>((resolve, reject) => {
+      const onAbort = () => {
+        timer.cancel();
+        reject(signal!.reason);
+      };
+      const timer = this.setTimer(ms, () => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve();
+      });
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  advance(ms: number): void {
+    this.t += ms;
+    for (;;) {
+      let next: { at: number; fn: () => void } | undefined;
+      for (const timer of this.timers) if (timer.at <= this.t && (!next || timer.at < next.at)) next = timer;
+      if (!next) return;
+      this.timers.delete(next);
+      next.fn();
+    }
+  }
 }
