@@ -141,24 +141,40 @@ export async function assignedTriggerIds(db: Queryable, triggererId: string): Pr
 }
 
 // First outcome wins (event IS NULL): if two replicas ran one trigger during a handover, only one
-// event is recorded, and the task resumes once.
+// event is recorded, and the task resumes once. Returns, for the logs, the task waiting on each
+// (index: task_instance_trigger_idx), so the triggerer need not keep it per trigger.
 const RECORD = `
 UPDATE trigger t SET event = v.event, fired_at = now()
 FROM (SELECT unnest($1::uuid[]) AS id, unnest($2::jsonb[]) AS event) v
 WHERE t.id = v.id AND t.event IS NULL
-RETURNING t.id`;
+RETURNING t.id, t.classpath, (SELECT ti.id FROM task_instance ti WHERE ti.trigger_id = t.id LIMIT 1) AS task_instance_id`;
+
+export interface RecordedTriggerRow {
+  id: string;
+  classpath: string;
+  /** The task waiting on the trigger (null if none still does). */
+  task_instance_id: string | null;
+}
+
+/** Records fired events or failures; returns the rows actually recorded now, with their tasks. */
+export async function recordTriggerOutcomeRows(
+  db: Queryable,
+  outcomes: readonly { triggerId: string; outcome: unknown }[],
+): Promise<RecordedTriggerRow[]> {
+  if (outcomes.length === 0) return [];
+  const { rows } = await db.query<RecordedTriggerRow>(RECORD, [
+    outcomes.map((o) => o.triggerId),
+    outcomes.map((o) => JSON.stringify(o.outcome)),
+  ]);
+  return rows;
+}
 
 /** Records fired events or failures; returns the ids actually recorded now. */
 export async function recordTriggerOutcomes(
   db: Queryable,
   outcomes: readonly { triggerId: string; outcome: unknown }[],
 ): Promise<string[]> {
-  if (outcomes.length === 0) return [];
-  const { rows } = await db.query<{ id: string }>(RECORD, [
-    outcomes.map((o) => o.triggerId),
-    outcomes.map((o) => JSON.stringify(o.outcome)),
-  ]);
-  return rows.map((r) => r.id);
+  return (await recordTriggerOutcomeRows(db, outcomes)).map((r) => r.id);
 }
 
 /**

@@ -1,5 +1,5 @@
 import { MAX_FIRED_HINT_IDS, recordError, type TriggerOutcome } from '@deferrable/domain';
-import { isTransientDbError, recordTriggerOutcomes } from '@deferrable/db';
+import { isTransientDbError, recordTriggerOutcomeRows, type RecordedTriggerRow } from '@deferrable/db';
 import { HintPublisher, Producer, triggerEvents, triggerFiredChannel } from '@deferrable/queues';
 import { Batcher } from '../batcher';
 import { retryThroughOutage } from '../outage';
@@ -106,7 +106,8 @@ export class OutcomeRecorder {
   }
 
   private async recordAndPublish(items: OutcomeItem[]): Promise<boolean[]> {
-    let recorded: string[];
+    let recorded: RecordedTriggerRow[];
+    let used = items;
     try {
       recorded = await this.write(items);
     } catch (err) {
@@ -117,28 +118,35 @@ export class OutcomeRecorder {
       // Its message only: the error's other fields may quote the statement's data (payloads).
       this.res.logger.warn({ reason: recordError(err).message, count: items.length }, 'recording trigger outcomes refused; recording them one at a time');
       recorded = [];
-      for (const item of items) recorded.push(...(await this.recordAlone(item)));
+      used = [];
+      for (const item of items) {
+        const alone = await this.recordAlone(item);
+        recorded.push(...alone.rows);
+        used.push(alone.item);
+      }
     }
-    if (recorded.length > 0) await this.publish(recorded);
-    const set = new Set(recorded);
+    if (recorded.length > 0) await this.publish(recorded, used);
+    const set = new Set(recorded.map((r) => r.id));
     return items.map((i) => set.has(i.triggerId));
   }
 
   /** One outcome; if PostgreSQL refuses it, a failure saying why is recorded in its place. */
-  private async recordAlone(item: OutcomeItem): Promise<string[]> {
+  private async recordAlone(item: OutcomeItem): Promise<{ rows: RecordedTriggerRow[]; item: OutcomeItem }> {
     try {
-      return await this.write([item]);
+      return { rows: await this.write([item]), item };
     } catch (err) {
       if (isTransientDbError(err)) throw err;
       const { message, detail } = refusal(err);
       this.res.logger.error({ triggerId: item.triggerId, reason: message }, 'trigger outcome refused by PostgreSQL; recording a failure instead');
       // The detail (kept for the task, not logged) says what PostgreSQL found wrong in the data.
       const error = { code: 'TRIGGER_FAILED', message: `the trigger's event could not be recorded: PostgreSQL refused it (${message}${detail ? `: ${detail}` : ''})` };
-      return this.write([{ triggerId: item.triggerId, outcome: { kind: 'failure', error } }]).catch((e: unknown) => {
+      const failure: OutcomeItem = { triggerId: item.triggerId, outcome: { kind: 'failure', error } };
+      const rows = await this.write([failure]).catch((e: unknown) => {
         if (isTransientDbError(e)) throw e;
         this.res.logger.error({ triggerId: item.triggerId, reason: recordError(e).message }, 'not even a failure could be recorded for the trigger');
         return [];
       });
+      return { rows, item: failure };
     }
   }
 
@@ -147,8 +155,8 @@ export class OutcomeRecorder {
    * database unreachable or restarting) is retried through the outage; only when stopping do we
    * give up. Any other error is thrown at once: retrying a refused statement would never end.
    */
-  private write(items: OutcomeItem[]): Promise<string[]> {
-    return retryThroughOutage(() => recordTriggerOutcomes(this.res.db.pool, items), {
+  private write(items: OutcomeItem[]): Promise<RecordedTriggerRow[]> {
+    return retryThroughOutage(() => recordTriggerOutcomeRows(this.res.db.pool, items), {
       retryable: isTransientDbError,
       giveUp: (attempt) => this.stopping && attempt >= 5,
       onRetry: (err, attempt) => this.res.logger.warn({ err, attempt, count: items.length }, 'recording trigger outcomes failed; retrying'),
@@ -157,17 +165,27 @@ export class OutcomeRecorder {
     });
   }
 
-  private async publish(recorded: string[]): Promise<void> {
+  /** `items`: the outcomes as written, the first of each trigger being the one recorded. */
+  private async publish(recorded: RecordedTriggerRow[], items: OutcomeItem[]): Promise<void> {
+    const ids = recorded.map((r) => r.id);
     // The hint lets schedulers apply the events at once, before their jobs reach the front of
     // the trigger-event queue; the jobs follow. A lost publish of either is recovered by the
     // scheduler's backstop scan of fired triggers.
-    for (let i = 0; i < recorded.length; i += MAX_FIRED_HINT_IDS) {
-      this.firedHints.publishNow(recorded.slice(i, i + MAX_FIRED_HINT_IDS).join(','));
+    for (let i = 0; i < ids.length; i += MAX_FIRED_HINT_IDS) {
+      this.firedHints.publishNow(ids.slice(i, i + MAX_FIRED_HINT_IDS).join(','));
     }
-    await this.events.addBulk(undefined, recorded.map((triggerId) => ({ triggerId }))).catch((err: unknown) =>
-      this.res.logger.warn({ err, count: recorded.length }, 'publishing trigger events failed; the scheduler backstop will apply them'),
+    await this.events.addBulk(undefined, ids.map((triggerId) => ({ triggerId }))).catch((err: unknown) =>
+      this.res.logger.warn({ err, count: ids.length }, 'publishing trigger events failed; the scheduler backstop will apply them'),
     );
-    for (const id of recorded) this.res.logger.debug({ triggerId: id }, 'trigger fired');
+    // One line per trigger, with the task it resumes (from the recording statement).
+    const outcomes = new Map<string, TriggerOutcome>();
+    for (const i of items) if (!outcomes.has(i.triggerId)) outcomes.set(i.triggerId, i.outcome);
+    for (const r of recorded) {
+      const o = outcomes.get(r.id);
+      const ids = { triggerId: r.id, triggerType: r.classpath, taskInstanceId: r.task_instance_id };
+      if (o?.kind === 'failure') this.res.logger.info({ ...ids, code: o.error.code }, 'trigger failure recorded');
+      else this.res.logger.info(o?.endTask ? { ...ids, endTask: o.endTask } : ids, 'trigger fired');
+    }
   }
 }
 

@@ -1,7 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import { claimTriggers, resumeFromTriggers } from '@deferrable/db';
+import { claimTriggers, resumeFromTriggers, type TaskInstanceRow } from '@deferrable/db';
+import { defineTask, recordError } from '@deferrable/domain';
 import { waitFor } from '@deferrable/testkit';
 import { createHarness, deferredTask, FakeClock, peerTriggerer, testTriggers, triggerRow, type Harness } from './__tests__/support';
+import { runTaskCode } from '../worker/execute';
 import { OutcomeRecorder } from './outcome-recorder';
 import { TriggerRunner } from './runner';
 
@@ -62,6 +64,58 @@ describe('TriggerRunner', () => {
     expect(await outcome(unknown!.triggerId)).toMatchObject({ kind: 'failure', error: { code: 'UNKNOWN_TRIGGER_TYPE' } });
     for (const t of [fires!, throws!, silent!]) expect(cleanups.get(t.triggerId)).toBe(1);
     await waitFor(() => runner.size === 0, 5000, 'no trigger left running');
+  });
+
+  test("a trigger that throws is logged with its message, stack and task instance id, and the task's error shows where it threw", async () => {
+    const [t] = await run({ type: 'test.throws', kwargs: {} });
+    const failure = (await outcome(t!.triggerId)) as { kind: string; error: { code: string; message: string; stack?: string } };
+    expect(failure.error.stack).toMatch(/the trigger exploded\n\s+at .*support\.ts/);
+    const line = await waitFor(() => h.logs.find((l) => l.msg === 'trigger failed' && l.triggerId === t!.triggerId), 5000, 'the log line');
+    expect(line).toMatchObject({ taskInstanceId: t!.taskInstanceId, triggerType: 'test.throws', code: 'TASK_FAILED', reason: 'Error: the trigger exploded' });
+    expect(line.stack).toContain('support.ts');
+    // The task resumes into its failure path; the error it fails with carries the trigger's frames.
+    await resumeFromTriggers(h.res.db.pool, [t!.triggerId], 'test');
+    const { rows } = await h.res.db.pool.query<TaskInstanceRow>('SELECT * FROM task_instance WHERE id = $1', [t!.taskInstanceId]);
+    expect(rows[0]!.next_kwargs).toMatchObject({ error: { code: 'TASK_FAILED', stack: failure.error.stack } });
+    const controller = new AbortController();
+    const ran = await runTaskCode({
+      row: rows[0]!,
+      type: defineTask({ name: 'test.task', execute: () => null }),
+      clock: h.res.clock,
+      signal: controller.signal,
+      abort: (r) => controller.abort(r),
+    });
+    expect(ran.kind).toBe('error');
+    const stored = recordError((ran as { error: unknown }).error);
+    expect(stored).toMatchObject({ code: 'TRIGGER_FAILED' });
+    expect(stored.message).toMatch(/the trigger exploded\n\s+at .*support\.ts/);
+  });
+
+  test('a trigger that ends without an event is logged with its ids; one that fires is logged at info with its task instance id', async () => {
+    const [silent, fires] = await run({ type: 'test.silent', kwargs: {} }, { type: 'test.now', kwargs: { payload: 1 } });
+    await outcome(fires!.triggerId);
+    expect(await waitFor(() => h.logs.find((l) => l.msg === 'trigger ended without an event' && l.triggerId === silent!.triggerId), 5000, 'warn')).toMatchObject({
+      level: 40,
+      taskInstanceId: silent!.taskInstanceId,
+      triggerType: 'test.silent',
+    });
+    expect(await waitFor(() => h.logs.find((l) => l.msg === 'trigger fired' && l.triggerId === fires!.triggerId), 5000, 'info')).toMatchObject({
+      level: 30,
+      taskInstanceId: fires!.taskInstanceId,
+      triggerType: 'test.now',
+    });
+  });
+
+  test("an event with endTask 'failed' ends the task failed with a recorded error", async () => {
+    const [t] = await run({ type: 'test.now', kwargs: { payload: { why: 'no' }, endTask: 'failed' } });
+    await outcome(t!.triggerId);
+    await resumeFromTriggers(h.res.db.pool, [t!.triggerId], 'test');
+    const { rows } = await h.res.db.pool.query('SELECT state, error, result FROM task_instance WHERE id = $1', [t!.taskInstanceId]);
+    expect(rows[0]).toEqual({
+      state: 'failed',
+      error: { code: 'TRIGGER_FAILED', type: 'TriggerFailedError', message: 'the trigger ended the task as failed' },
+      result: { why: 'no' },
+    });
   });
 
   test('an event PostgreSQL could not store (a lone UTF-16 surrogate) is refused at the boundary: the trigger fails with INVALID_INPUT', async () => {

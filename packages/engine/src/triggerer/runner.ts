@@ -76,12 +76,12 @@ export class TriggerRunner {
       } catch (err) {
         // Unknown type, undecryptable or invalid kwargs, or a trigger that throws as it starts: the
         // task resumes into its failure path.
-        const recorded = recordError(err);
+        const outcome = failureOutcome(err);
         this.res.logger.warn(
-          { triggerId: row.id, triggerType: row.classpath, taskInstanceId: row.task_instance_id, code: recorded.code, reason: recorded.message },
+          { triggerId: row.id, triggerType: row.classpath, taskInstanceId: row.task_instance_id, code: outcome.error.code, reason: outcome.error.message },
           'trigger cannot run',
         );
-        void this.blocks.outside(() => this.recorder.record(row.id, { kind: 'failure', error: { code: recorded.code, message: recorded.message } }));
+        void this.blocks.outside(() => this.recorder.record(row.id, outcome));
       }
     }
   }
@@ -132,12 +132,12 @@ export class TriggerRunner {
     }
     this.running.set(id, entry);
     const scope = { triggerId: id, triggerType: type, taskInstanceId };
-    entry.done = this.blocks.run(scope, () => this.run(entry, trigger)).finally(() => {
+    entry.done = this.blocks.run(scope, () => this.run(entry, trigger, taskInstanceId)).finally(() => {
       if (this.running.get(id) === entry) this.running.delete(id);
     });
   }
 
-  private async run(entry: RunningTrigger, trigger: Trigger): Promise<void> {
+  private async run(entry: RunningTrigger, trigger: Trigger, taskInstanceId: string | null): Promise<void> {
     const { triggerId: id, type } = entry;
     let outcome: TriggerOutcome | null = null;
     try {
@@ -147,12 +147,14 @@ export class TriggerRunner {
       }
       if (!outcome && !entry.cancelled) {
         outcome = { kind: 'failure', error: { code: 'TRIGGER_FAILED', message: 'the trigger ended without an event' } };
+        this.res.logger.warn({ triggerId: id, triggerType: type, taskInstanceId }, 'trigger ended without an event');
       }
     } catch (err) {
       if (!entry.cancelled) {
-        const recorded = recordError(err);
-        outcome = { kind: 'failure', error: { code: recorded.code, message: recorded.message } };
-        this.res.logger.warn({ triggerId: id, triggerType: type, code: recorded.code }, 'trigger failed');
+        const failure = failureOutcome(err);
+        outcome = failure;
+        const { code, message: reason, stack } = failure.error;
+        this.res.logger.warn({ triggerId: id, triggerType: type, taskInstanceId, code, reason, stack }, 'trigger failed');
       }
     } finally {
       try {
@@ -186,8 +188,11 @@ export class TriggerRunner {
       try {
         outcome = this.eventOutcome(entry.type, entry.timer!.eventAt!(now));
       } catch (err) {
-        const recorded = recordError(err);
-        outcome = { kind: 'failure', error: { code: recorded.code, message: recorded.message } };
+        const failure = failureOutcome(err);
+        outcome = failure;
+        // No task instance id here (a timer entry keeps none): the recorder's line names it.
+        const { code, message: reason, stack } = failure.error;
+        this.res.logger.warn({ triggerId: entry.triggerId, triggerType: entry.type, code, reason, stack }, 'trigger failed');
       }
       void this.cleanupTrigger(entry);
       void this.recorder.record(entry.triggerId, outcome);
@@ -201,4 +206,17 @@ export class TriggerRunner {
       this.res.logger.warn({ err, triggerId: entry.triggerId, triggerType: entry.type }, 'trigger cleanup failed');
     }
   }
+}
+
+/** Longest trigger stack kept in a failure outcome (and logged). */
+const MAX_STACK = 4000;
+
+/** Strings that go into jsonb: no NUL, no lone UTF-16 surrogate (both refused). */
+const storable = (s: string) => s.replace(/\u0000/g, '\\u0000').replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, '\uFFFD');
+
+/** A trigger's error as a failure outcome: its code and message, and its stack, bounded. */
+function failureOutcome(err: unknown): Extract<TriggerOutcome, { kind: 'failure' }> {
+  const recorded = recordError(err);
+  const stack = err instanceof Error && typeof err.stack === 'string' ? storable(err.stack.slice(0, MAX_STACK)) : undefined;
+  return { kind: 'failure', error: stack ? { code: recorded.code, message: storable(recorded.message), stack } : { code: recorded.code, message: storable(recorded.message) } };
 }
