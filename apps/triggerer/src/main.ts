@@ -20,6 +20,7 @@ void runApp('triggerer', async () => {
     blockWarnMs: config.DEFERRABLE_BLOCK_WARN_MS,
     claimBatch: config.DEFERRABLE_CLAIM_BATCH,
     shutdownGraceMs: config.DEFERRABLE_SHUTDOWN_GRACE_MS,
+    maxPayloadBytes: config.DEFERRABLE_MAX_PAYLOAD_BYTES,
   });
   return {
     logger,

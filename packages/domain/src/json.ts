@@ -3,8 +3,17 @@ import { InvalidInputError, PayloadTooLargeError } from './errors';
 
 export type Json = string | number | boolean | null | Json[] | { [key: string]: Json };
 
-/** A string PostgreSQL can store in text and jsonb: no NUL character (\u0000), which both refuse. */
-export const StorableString = z.string().refine((s) => !s.includes('\u0000'), 'contains a NUL character (\\u0000), which PostgreSQL cannot store');
+/** Half of a UTF-16 surrogate pair without its other half. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/**
+ * A string PostgreSQL can store in text and jsonb: no NUL character (\u0000), which both refuse,
+ * and no lone UTF-16 surrogate (JSON keeps it as an escape such as \ud800, which jsonb refuses).
+ */
+export const StorableString = z
+  .string()
+  .refine((s) => !s.includes('\u0000'), 'contains a NUL character (\\u0000), which PostgreSQL cannot store')
+  .refine((s) => !LONE_SURROGATE.test(s), 'contains a lone UTF-16 surrogate, which PostgreSQL cannot store');
 
 export const JsonSchema: z.ZodType<Json> = z.lazy(() =>
   z.union([StorableString, z.number().finite(), z.boolean(), z.null(), z.array(JsonSchema), z.record(StorableString, JsonSchema)]),

@@ -49,6 +49,18 @@ class FakeClock implements Clock {
     });
   }
 
+  setTimer(ms: number, fn: () => void): { cancel(): void } {
+    const sleeper = {
+      until: this.t + Math.max(0, ms),
+      wake: () => {
+        this.sleepers.delete(sleeper);
+        fn();
+      },
+    };
+    this.sleepers.add(sleeper);
+    return { cancel: () => this.sleepers.delete(sleeper) };
+  }
+
   get pending(): number {
     return this.sleepers.size;
   }

@@ -45,6 +45,10 @@ SET state = CASE
       WHEN t.event->>'kind' = 'failure' THEN jsonb_build_object('error', t.event->'error', 'triggerId', t.id)
       ELSE coalesce(ti.next_kwargs, '{}'::jsonb) || jsonb_build_object('event', t.event->'payload') END,
     result = CASE WHEN t.event ? 'endTask' THEN t.event->'payload' ELSE ti.result END,
+    -- A trigger that ends its task as failed leaves the error a failed task must have.
+    error = CASE WHEN t.event->>'kind' = 'event' AND t.event->>'endTask' = 'failed'
+      THEN jsonb_build_object('code', 'TRIGGER_FAILED', 'type', 'TriggerFailedError', 'message', 'the trigger ended the task as failed')
+      ELSE ti.error END,
     ended_at = CASE WHEN t.event ? 'endTask' THEN now() ELSE NULL END,
     trigger_id = NULL, trigger_timeout = NULL, run_after = now(), updated_at = now(), last_actor = $2
 FROM trigger t

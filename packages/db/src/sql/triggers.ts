@@ -31,8 +31,9 @@ const claimable = (owner: string) => `
   LIMIT $2
   FOR UPDATE OF t SKIP LOCKED`;
 
-const CLAIM = `
-WITH RECURSIVE holders AS (
+// The triggerers holding unfired triggers (a loose index scan of trigger_claim_idx: one probe per
+// holder) that are not alive by the health threshold given as `thresholdMs` (a parameter).
+const DEAD_HOLDERS = (thresholdMs: string) => `holders AS (
   (SELECT triggerer_id FROM trigger WHERE event IS NULL AND triggerer_id IS NOT NULL ORDER BY triggerer_id LIMIT 1)
   UNION ALL
   SELECT (SELECT t.triggerer_id FROM trigger t
@@ -42,8 +43,11 @@ WITH RECURSIVE holders AS (
   SELECT h.triggerer_id AS id FROM holders h
   WHERE h.triggerer_id IS NOT NULL AND NOT EXISTS (
     SELECT 1 FROM job j WHERE j.id = h.triggerer_id AND j.job_type = 'triggerer' AND j.state = 'running'
-      AND j.latest_heartbeat > now() - make_interval(secs => $3::float8 / 1000))
-), fresh AS (${claimable('t.triggerer_id IS NULL')}
+      AND j.latest_heartbeat > now() - make_interval(secs => ${thresholdMs}::float8 / 1000))
+)`;
+
+const CLAIM = `
+WITH RECURSIVE ${DEAD_HOLDERS('$3')}, fresh AS (${claimable('t.triggerer_id IS NULL')}
 ), orphaned AS (${claimable('t.triggerer_id = ANY(ARRAY(SELECT id FROM dead))')}
 ), picked AS (
   SELECT id FROM (SELECT * FROM fresh UNION ALL SELECT * FROM orphaned) p ORDER BY created_at LIMIT $2
@@ -63,20 +67,30 @@ export async function claimTriggers(
 
 // How many triggerers serve these queues, and how many unfired triggers they share: each replica
 // claims up to its fair share, so work spreads instead of piling onto the first replica. The
-// count (over trigger_claim_idx, unfired triggers only) is taken only when there are peers: a
-// lone triggerer claims up to its capacity, and unfired is then null.
-// Index: job_liveness_idx.
+// share is computed only when there are peers (a lone triggerer claims up to its capacity, and
+// unfired is then null), and only from what is cheap to read, never a count of every trigger:
+//   - what the live triggerers run: the load each heartbeats into its job row (job_liveness_idx;
+//     a peer's load counts all its queues), and this triggerer's own running count ($4), exact;
+//   - unassigned unfired triggers: trigger_unassigned_idx (usually a handful);
+//   - triggers held by dead triggerers (about to be taken over): their holders found by a loose
+//     index scan of trigger_claim_idx (one probe per holder), then their triggers through it.
 const LOAD = `
-WITH a AS (
-  SELECT count(*)::int AS alive FROM job
+WITH RECURSIVE ${DEAD_HOLDERS('$1')}, live AS (
+  SELECT id, load FROM job
   WHERE job_type = 'triggerer' AND state = 'running'
     AND latest_heartbeat > now() - make_interval(secs => $1::float8 / 1000)
     AND queues && $2::text[]
+), a AS (
+  SELECT count(*)::int AS alive FROM live
 )
 SELECT
   a.alive,
-  CASE WHEN a.alive > 1 THEN (SELECT count(*) FROM trigger
-    WHERE event IS NULL AND coalesce(queue, 'default') = ANY($2::text[]))::int END AS unfired,
+  CASE WHEN a.alive > 1 THEN
+    (SELECT coalesce(sum(load), 0) FROM live WHERE id <> $3)::int + $4::int
+    + (SELECT count(*) FROM trigger WHERE triggerer_id IS NULL AND event IS NULL AND coalesce(queue, 'default') = ANY($2::text[]))::int
+    + (SELECT count(*) FROM trigger WHERE triggerer_id = ANY(ARRAY(SELECT id FROM dead)) AND event IS NULL
+         AND coalesce(queue, 'default') = ANY($2::text[]))::int
+  END AS unfired,
   -- Index: trigger_unassigned_idx (created_at, only unassigned unfired triggers: a handful).
   CASE WHEN a.alive > 1 THEN (SELECT (extract(epoch FROM now() - min(created_at)) * 1000)::float8 FROM trigger
     WHERE triggerer_id IS NULL AND event IS NULL AND coalesce(queue, 'default') = ANY($2::text[])) END AS unassigned_age_ms,
@@ -87,6 +101,7 @@ FROM a`;
 
 export interface TriggererLoad {
   alive: number;
+  /** Unfired triggers of these queues: what the live triggerers run, unassigned, and held by dead ones. */
   unfired: number | null;
   /** Age of the oldest unassigned unfired trigger in these queues (null: none, or no peers). */
   unassigned_age_ms: number | null;
@@ -97,13 +112,13 @@ export interface TriggererLoad {
  * Live triggerers serving these queues, unfired triggers in them and the age of the oldest one
  * nobody holds (both null when there is at most one live triggerer: no share to compute), and in
  * how many ms the stalest live peer would be declared dead if it stopped heartbeating now (null
- * without peers).
+ * without peers). `running`: how many triggers `self` runs now (its job row's load lags).
  */
 export async function triggererLoad(
   db: Queryable,
-  a: { healthThresholdMs: number; queues: readonly string[]; self: string },
+  a: { healthThresholdMs: number; queues: readonly string[]; self: string; running?: number },
 ): Promise<TriggererLoad> {
-  const { rows } = await db.query<TriggererLoad>(LOAD, [a.healthThresholdMs, a.queues, a.self]);
+  const { rows } = await db.query<TriggererLoad>(LOAD, [a.healthThresholdMs, a.queues, a.self, a.running ?? 0]);
   return rows[0] ?? { alive: 0, unfired: null, unassigned_age_ms: null, next_expiry_ms: null };
 }
 
@@ -126,24 +141,40 @@ export async function assignedTriggerIds(db: Queryable, triggererId: string): Pr
 }
 
 // First outcome wins (event IS NULL): if two replicas ran one trigger during a handover, only one
-// event is recorded, and the task resumes once.
+// event is recorded, and the task resumes once. Returns, for the logs, the task waiting on each
+// (index: task_instance_trigger_idx), so the triggerer need not keep it per trigger.
 const RECORD = `
 UPDATE trigger t SET event = v.event, fired_at = now()
 FROM (SELECT unnest($1::uuid[]) AS id, unnest($2::jsonb[]) AS event) v
 WHERE t.id = v.id AND t.event IS NULL
-RETURNING t.id`;
+RETURNING t.id, t.classpath, (SELECT ti.id FROM task_instance ti WHERE ti.trigger_id = t.id LIMIT 1) AS task_instance_id`;
+
+export interface RecordedTriggerRow {
+  id: string;
+  classpath: string;
+  /** The task waiting on the trigger (null if none still does). */
+  task_instance_id: string | null;
+}
+
+/** Records fired events or failures; returns the rows actually recorded now, with their tasks. */
+export async function recordTriggerOutcomeRows(
+  db: Queryable,
+  outcomes: readonly { triggerId: string; outcome: unknown }[],
+): Promise<RecordedTriggerRow[]> {
+  if (outcomes.length === 0) return [];
+  const { rows } = await db.query<RecordedTriggerRow>(RECORD, [
+    outcomes.map((o) => o.triggerId),
+    outcomes.map((o) => JSON.stringify(o.outcome)),
+  ]);
+  return rows;
+}
 
 /** Records fired events or failures; returns the ids actually recorded now. */
 export async function recordTriggerOutcomes(
   db: Queryable,
   outcomes: readonly { triggerId: string; outcome: unknown }[],
 ): Promise<string[]> {
-  if (outcomes.length === 0) return [];
-  const { rows } = await db.query<{ id: string }>(RECORD, [
-    outcomes.map((o) => o.triggerId),
-    outcomes.map((o) => JSON.stringify(o.outcome)),
-  ]);
-  return rows.map((r) => r.id);
+  return (await recordTriggerOutcomeRows(db, outcomes)).map((r) => r.id);
 }
 
 /**

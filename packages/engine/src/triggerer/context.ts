@@ -1,5 +1,4 @@
-import type { Clock, Trigger, TriggerRunContext } from '@deferrable/domain';
-import { systemClock } from '@deferrable/triggers';
+import type { Clock, ClockTimer, Trigger, TriggerRunContext } from '@deferrable/domain';
 
 /**
  * One running trigger: its cancellation and its context. Kept small because a replica holds
@@ -17,7 +16,7 @@ export class RunningTrigger implements TriggerRunContext {
   at = Infinity;
   timer: Trigger | null = null;
   private readonly controller = new AbortController();
-  private pending: { timer: NodeJS.Timeout; reject: (reason: unknown) => void } | null = null;
+  private pending: { timer: ClockTimer; reject: (reason: unknown) => void } | null = null;
   private cancelledWith: unknown = undefined;
   cancelled = false;
 
@@ -33,13 +32,11 @@ export class RunningTrigger implements TriggerRunContext {
 
   sleep(ms: number): Promise<void> {
     if (this.cancelled) return Promise.reject(this.cancelledWith);
-    // A fake clock (tests) keeps its own timers: go through it, with the signal.
-    if (this.clock !== systemClock) return this.clock.sleep(ms, this.signal);
     return new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const timer = this.clock.setTimer(ms, () => {
         this.pending = null;
         resolve();
-      }, Math.max(0, ms));
+      });
       this.pending = { timer, reject };
     });
   }
@@ -52,7 +49,7 @@ export class RunningTrigger implements TriggerRunContext {
     const p = this.pending;
     this.pending = null;
     if (p) {
-      clearTimeout(p.timer);
+      p.timer.cancel();
       p.reject(reason);
     }
   }

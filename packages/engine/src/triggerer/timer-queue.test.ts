@@ -1,3 +1,4 @@
+import { systemClock } from '@deferrable/triggers';
 import { TimerQueue, type TimerEntry } from './timer-queue';
 
 interface Entry extends TimerEntry {
@@ -7,7 +8,7 @@ interface Entry extends TimerEntry {
 describe('TimerQueue', () => {
   test('fires each live entry once, in due order, all that are due in one turn together', async () => {
     const fired: number[][] = [];
-    const q = new TimerQueue<Entry>(Date.now, (due) => fired.push(due.map((e) => e.id)));
+    const q = new TimerQueue<Entry>(systemClock, (due) => fired.push(due.map((e) => e.id)));
     const t0 = Date.now();
     const entries = [30, 10, 20, 10, 40].map((ms, id) => ({ id, at: t0 + ms, cancelled: false }));
     for (const e of entries) q.push(e);
@@ -21,7 +22,7 @@ describe('TimerQueue', () => {
 
   test('cancelled far-future entries are dropped once they are most of the heap, and the rest still fire in order', async () => {
     const fired: number[] = [];
-    const q = new TimerQueue<Entry>(Date.now, (due) => fired.push(...due.map((e) => e.id)));
+    const q = new TimerQueue<Entry>(systemClock, (due) => fired.push(...due.map((e) => e.id)));
     const t0 = Date.now();
     const far = Array.from({ length: 3000 }, (_, i) => ({ id: 1000 + i, at: t0 + 3_600_000 + i, cancelled: false }));
     const soon = Array.from({ length: 50 }, (_, i) => ({ id: i, at: t0 + 20 + (i % 7), cancelled: false }));

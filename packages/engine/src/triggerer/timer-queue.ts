@@ -1,11 +1,13 @@
 /**
- * One timer for many triggers: a binary min-heap of due times and a single setTimeout for the
+ * One timer for many triggers: a binary min-heap of due times and a single clock timer for the
  * earliest. A replica holding 100,000 timer triggers keeps one small entry each instead of a
  * generator, promises and a Node timer each; everything due at once fires in one turn.
  * Cancelled entries are dropped lazily when they reach the top, and all at once when they make up
  * most of the heap: a cancelled far-future timer (a task cancelled, a trigger taken over) would
  * otherwise keep its entry, and its trigger, until its moment.
  */
+import type { Clock, ClockTimer } from '@deferrable/domain';
+
 export interface TimerEntry {
   at: number;
   cancelled: boolean;
@@ -13,13 +15,13 @@ export interface TimerEntry {
 
 export class TimerQueue<E extends TimerEntry> {
   private readonly heap: E[] = [];
-  private timer: NodeJS.Timeout | null = null;
+  private timer: ClockTimer | null = null;
   private timerAt = Infinity;
   /** Entries in the heap whose cancellation was reported (noteCancelled). */
   private cancelledInHeap = 0;
 
   constructor(
-    private readonly now: () => number,
+    private readonly clock: Clock,
     private readonly fire: (due: E[]) => void,
   ) {}
 
@@ -48,7 +50,7 @@ export class TimerQueue<E extends TimerEntry> {
   }
 
   stop(): void {
-    if (this.timer) clearTimeout(this.timer);
+    this.timer?.cancel();
     this.timer = null;
     this.timerAt = Infinity;
     this.heap.length = 0;
@@ -96,21 +98,21 @@ export class TimerQueue<E extends TimerEntry> {
 
   private arm(): void {
     while (this.heap.length > 0 && this.heap[0]!.cancelled) this.pop();
-    if (this.timer) clearTimeout(this.timer);
+    this.timer?.cancel();
     this.timer = null;
     this.timerAt = Infinity;
     const next = this.heap[0];
     if (!next) return;
     this.timerAt = next.at;
     // setTimeout cannot wait longer than 2^31-1 ms; re-arm on the way for far moments.
-    const wait = Math.min(Math.max(0, next.at - this.now()), 2 ** 31 - 1);
-    this.timer = setTimeout(() => this.tick(), wait);
+    const wait = Math.min(Math.max(0, next.at - this.clock.now()), 2 ** 31 - 1);
+    this.timer = this.clock.setTimer(wait, () => this.tick());
   }
 
   private tick(): void {
     this.timer = null;
     this.timerAt = Infinity;
-    const now = this.now();
+    const now = this.clock.now();
     const due: E[] = [];
     while (this.heap.length > 0 && this.heap[0]!.at <= now) {
       const e = this.pop();

@@ -27,7 +27,7 @@ const NextKwargsSchema = z
   .object({
     kwargs: z.record(z.string(), z.unknown()).optional(),
     event: z.unknown().optional(),
-    error: z.object({ code: z.string(), message: z.string() }).optional(),
+    error: z.object({ code: z.string(), message: z.string(), stack: z.string().optional() }).optional(),
     triggerId: z.string().nullable().optional(),
   })
   .passthrough();
@@ -62,7 +62,9 @@ export async function runTaskCode(args: {
     if (row.next_method === FAIL_METHOD) {
       const triggerId = next.triggerId ?? null;
       if (next.error?.code === 'TRIGGER_TIMEOUT') throw new TriggerTimeoutError(triggerId);
-      throw new TriggerFailedError(triggerId, next.error?.message ?? 'unknown reason');
+      // With the frames of the trigger's stack, so the task's error shows where the trigger threw.
+      const frames = next.error?.stack?.split('\n').filter((l) => /^\s+at /.test(l)) ?? [];
+      throw new TriggerFailedError(triggerId, [next.error?.message ?? 'unknown reason', ...frames].join('\n'));
     }
     const callback = type.callbacks?.[row.next_method];
     if (!callback) throw new UnknownCallbackError(row.task_name, row.next_method);
