@@ -190,9 +190,10 @@ export class TaskWorker {
   private async recordFailure(row: TaskInstanceRow, key: RunKey, error: unknown, log: typeof this.res.logger): Promise<void> {
     const err = toDeferrableError(error);
     const retryIn = retryInMs(row, err, this.res.clock.now());
-    const ok = await this.steps.fail(key, recordError(err), retryIn);
+    const recorded = recordError(err);
+    const ok = await this.steps.fail(key, recorded, retryIn);
     log.warn(
-      { err: { code: err.code, message: err.message }, retryInMs: retryIn, recorded: ok },
+      { err: { type: recorded.type, code: recorded.code, message: recorded.message, stack: recorded.stack }, retryInMs: retryIn, recorded: ok },
       retryIn !== null ? 'task failed; will retry' : 'task failed',
     );
   }

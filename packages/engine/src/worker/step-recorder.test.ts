@@ -112,7 +112,7 @@ test('records success and failure only for the run it holds', async () => {
     expect(await steps.succeed({ ...a, workerId: randomUUID() }, 1)).toBe(false);
     expect(await steps.succeed(a, { ok: true })).toBe(true);
     expect(await task(a.id)).toMatchObject({ state: 'success', result: { ok: true } });
-    const error = { code: 'TASK_FAILED' as const, type: 'TaskFailedError', message: 'Error: boom' };
+    const error = { code: 'TASK_FAILED' as const, type: 'TaskFailedError', message: 'Error: boom', stack: 'Error: boom\n    at here' };
     expect(await steps.fail(b, error, null)).toBe(true);
     expect(await steps.fail(b, error, null)).toBe(false);
     expect(await task(b.id)).toMatchObject({ state: 'failed', error });
