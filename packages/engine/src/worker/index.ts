@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import {
   assertJsonSize,
+  parseDeferOptions,
   parseInput,
   recordError,
   toDeferrableError,
@@ -143,7 +144,7 @@ export class TaskWorker {
       run.settling = true;
       if (outcome.kind === 'deferred') {
         try {
-          await this.recordDeferral(key, outcome.deferral.options, log);
+          await this.recordDeferral(row, key, outcome.deferral.options, log);
           return;
         } catch (err) {
           outcome = { kind: 'error', error: err };
@@ -166,7 +167,8 @@ export class TaskWorker {
     }
   }
 
-  private async recordDeferral(key: DeferKey, d: DeferOptions, log: typeof this.res.logger): Promise<void> {
+  private async recordDeferral(row: TaskInstanceRow, key: DeferKey, options: DeferOptions, log: typeof this.res.logger): Promise<void> {
+    const d = parseDeferOptions(this.opts.tasks.get(row.task_name), options);
     const serialized = d.trigger.serialize();
     this.opts.triggers.validate(serialized);
     assertJsonSize(serialized.kwargs, this.opts.maxPayloadBytes, 'trigger kwargs');

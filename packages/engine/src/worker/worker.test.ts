@@ -131,3 +131,28 @@ describe('a task that throws', () => {
     expect(line.err?.stack).toContain('parseTheInvoice');
   });
 });
+
+describe('deferral options are checked when the task defers', () => {
+  test.each([
+    [{ method: 'resume', timeoutMs: -1000 }, 'INVALID_INPUT', 'timeoutMs'],
+    [{ method: 'resume', timeoutMs: 1.5 }, 'INVALID_INPUT', 'timeoutMs'],
+    [{ method: 'resume', timeoutMs: 8 * 24 * 3600 * 1000 }, 'INVALID_INPUT', 'timeoutMs'],
+    [{ method: '' }, 'INVALID_INPUT', 'method'],
+    [{ method: 'resume', kwargs: [1, 2] }, 'INVALID_INPUT', 'kwargs'],
+    [{ method: 'resume', timeout: 5000 }, 'INVALID_INPUT', 'timeout'],
+    [{ method: 'nope' }, 'UNKNOWN_CALLBACK', 'nope'],
+    [{ method: 'toString' }, 'UNKNOWN_CALLBACK', 'toString'],
+  ])('%j fails the task with %s naming %s', async (options, code, named) => {
+    const t = await run('test.defers-with', options);
+    expect(t.state).toBe('failed');
+    expect(t.error).toMatchObject({ code });
+    expect(String(t.error?.message)).toContain(named);
+    const { rows } = await env.db.pool.query('SELECT count(*)::int AS n FROM trigger t JOIN task_instance ti ON ti.trigger_id = t.id WHERE ti.id = $1', [t.id]);
+    expect(rows[0].n).toBe(0);
+  });
+
+  test('valid options defer the task', async () => {
+    const t = await run('test.defers-with', { method: 'resume', kwargs: { a: 1 }, timeoutMs: 60_000 });
+    expect(t.state).toBe('deferred');
+  });
+});
