@@ -1,4 +1,4 @@
-import { loadConfig, TriggererConfigSchema } from '@deferrable/config';
+import { DEFAULT_HEALTH_PORTS, healthSettings, loadConfig, TriggererConfigSchema } from '@deferrable/config';
 import { createResources, loadModules, runApp, Triggerer } from '@deferrable/engine';
 import { createLogger } from '@deferrable/logging';
 import { builtinTriggerRegistry } from '@deferrable/triggers';
@@ -23,7 +23,7 @@ void runApp('triggerer', async () => {
   });
   return {
     logger,
-    healthPort: config.DEFERRABLE_HEALTH_PORT,
+    health: healthSettings(config, DEFAULT_HEALTH_PORTS.triggerer),
     job: triggerer.job,
     status: () => triggerer.status(),
     db: res.db,

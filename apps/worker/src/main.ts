@@ -1,4 +1,4 @@
-import { loadConfig, WorkerConfigSchema } from '@deferrable/config';
+import { DEFAULT_HEALTH_PORTS, healthSettings, loadConfig, WorkerConfigSchema } from '@deferrable/config';
 import { createResources, loadModules, runApp, TaskRegistry, TaskWorker } from '@deferrable/engine';
 import { createLogger } from '@deferrable/logging';
 import { builtinTriggerRegistry } from '@deferrable/triggers';
@@ -23,7 +23,7 @@ void runApp('worker', async () => {
   });
   return {
     logger,
-    healthPort: config.DEFERRABLE_HEALTH_PORT,
+    health: healthSettings(config, DEFAULT_HEALTH_PORTS.worker),
     job: worker.job,
     db: res.db,
     start: () => worker.start(),

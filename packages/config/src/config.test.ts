@@ -1,5 +1,5 @@
 import { ConfigError } from '@deferrable/domain';
-import { DEV_KWARGS_KEY, loadConfig, SchedulerConfigSchema, TriggererConfigSchema, WorkerConfigSchema } from './index';
+import { DEFAULT_HEALTH_PORTS, DEV_KWARGS_KEY, healthSettings, loadConfig, SchedulerConfigSchema, TriggererConfigSchema, WorkerConfigSchema } from './index';
 
 describe('configuration', () => {
   test('defaults point at localhost', () => {
@@ -27,9 +27,17 @@ describe('configuration', () => {
   test('an empty variable takes the default, as if unset', () => {
     const c = loadConfig(WorkerConfigSchema, { DEFERRABLE_SHUTDOWN_GRACE_MS: '', DEFERRABLE_HEALTH_PORT: ' ', DEFERRABLE_WORKER_SLOTS: '' });
     expect(c.DEFERRABLE_SHUTDOWN_GRACE_MS).toBe(10000);
-    expect(c.DEFERRABLE_HEALTH_PORT).toBe(8792);
+    expect(c.DEFERRABLE_HEALTH_PORT).toBeUndefined();
     expect(c.DEFERRABLE_WORKER_SLOTS).toBe(4);
     expect(loadConfig(WorkerConfigSchema, { DEFERRABLE_HEALTH_PORT: '0' }).DEFERRABLE_HEALTH_PORT).toBe(0);
+  });
+
+  test('health: the default port may fall back to a free one; a port set explicitly may not; loopback unless told', () => {
+    expect(healthSettings(loadConfig(WorkerConfigSchema, {}), DEFAULT_HEALTH_PORTS.worker)).toEqual({ port: 8792, portFixed: false, host: '127.0.0.1' });
+    expect(healthSettings(loadConfig(TriggererConfigSchema, { DEFERRABLE_HEALTH_PORT: '' }), DEFAULT_HEALTH_PORTS.triggerer)).toMatchObject({ port: 8791, portFixed: false });
+    expect(healthSettings(loadConfig(SchedulerConfigSchema, { DEFERRABLE_HEALTH_PORT: '8790' }), DEFAULT_HEALTH_PORTS.scheduler)).toMatchObject({ port: 8790, portFixed: true });
+    expect(healthSettings(loadConfig(WorkerConfigSchema, { DEFERRABLE_HEALTH_PORT: '-1', DEFERRABLE_HEALTH_HOST: '0.0.0.0' }), 8792)).toEqual({ port: -1, portFixed: true, host: '0.0.0.0' });
+    expect(() => loadConfig(WorkerConfigSchema, { DEFERRABLE_HEALTH_PORT: '70000' })).toThrow(/DEFERRABLE_HEALTH_PORT/);
   });
 
   test('a triggerer health threshold under 3 heartbeats is refused, naming the variable', () => {
