@@ -1,5 +1,5 @@
 import { DEFAULT_HEALTH_PORTS, healthSettings, loadConfig, TriggererConfigSchema } from '@deferrable/config';
-import { createResources, loadModules, runApp, Triggerer } from '@deferrable/engine';
+import { assertDatabaseMigrated, createResources, loadModules, runApp, Triggerer } from '@deferrable/engine';
 import { createLogger } from '@deferrable/logging';
 import { builtinTriggerRegistry } from '@deferrable/triggers';
 
@@ -23,6 +23,8 @@ void runApp('triggerer', async () => {
   });
   return {
     logger,
+    // Before anything is registered: an unmigrated database is named, with what to run.
+    preflight: () => assertDatabaseMigrated(res),
     health: healthSettings(config, DEFAULT_HEALTH_PORTS.triggerer),
     job: triggerer.job,
     status: () => triggerer.status(),

@@ -1,5 +1,5 @@
 import { DEFAULT_HEALTH_PORTS, healthSettings, loadConfig, WorkerConfigSchema } from '@deferrable/config';
-import { createResources, loadModules, runApp, TaskRegistry, TaskWorker } from '@deferrable/engine';
+import { assertDatabaseMigrated, createResources, loadModules, runApp, TaskRegistry, TaskWorker } from '@deferrable/engine';
 import { createLogger } from '@deferrable/logging';
 import { builtinTriggerRegistry } from '@deferrable/triggers';
 
@@ -23,6 +23,8 @@ void runApp('worker', async () => {
   });
   return {
     logger,
+    // Before anything is registered: an unmigrated database is named, with what to run.
+    preflight: () => assertDatabaseMigrated(res),
     health: healthSettings(config, DEFAULT_HEALTH_PORTS.worker),
     job: worker.job,
     db: res.db,

@@ -38,6 +38,7 @@ const ALL_CODES: Record<ErrorCode, true> = {
   PAYLOAD_TOO_LARGE: true,
   KWARGS_DECRYPTION: true,
   CONFIG: true,
+  NOT_MIGRATED: true,
   INTERNAL: true,
 };
 const CODES = Object.keys(ALL_CODES) as ErrorCode[];

@@ -18,6 +18,7 @@ export type ErrorCode =
   | 'PAYLOAD_TOO_LARGE'
   | 'KWARGS_DECRYPTION'
   | 'CONFIG'
+  | 'NOT_MIGRATED'
   | 'INTERNAL';
 
 export class DeferrableError extends Error {
@@ -142,6 +143,18 @@ export class ConfigError extends DeferrableError {
   }
 }
 
+/** The database lacks migrations this build needs: a worker or triggerer refuses to start. */
+export class DatabaseNotMigratedError extends DeferrableError {
+  constructor(readonly missing: readonly string[]) {
+    const shown = missing.slice(0, 10).join(', ') + (missing.length > 10 ? ` and ${missing.length - 10} more` : '');
+    super(
+      'NOT_MIGRATED',
+      `the database is missing ${missing.length} migration(s) this build needs (${shown}): run \`npm run migrate\` (or \`deferrable migrate\`) with this DATABASE_URL, or start a scheduler, which migrates on start`,
+      { retryable: false },
+    );
+  }
+}
+
 /** A failure of task code that is not one of ours. */
 export class TaskFailedError extends DeferrableError {
   constructor(message: string, options: { cause?: unknown } = {}) {
@@ -228,6 +241,8 @@ export function describeError(code: ErrorCode): string {
       return 'trigger kwargs could not be decrypted with any configured key';
     case 'CONFIG':
       return 'the configuration is invalid';
+    case 'NOT_MIGRATED':
+      return 'the database schema lacks migrations this build needs';
     case 'INTERNAL':
       return 'an internal error';
   }

@@ -1,6 +1,6 @@
 import { ConfigError } from '@deferrable/domain';
 import { DEV_KWARGS_KEY, type HealthSettings } from '@deferrable/config';
-import { createDb, createKwargsCipher } from '@deferrable/db';
+import { assertMigrated, createDb, createKwargsCipher } from '@deferrable/db';
 import { createLogger, type Logger } from '@deferrable/logging';
 import { systemClock } from '@deferrable/triggers';
 import type { Db } from '@deferrable/db';
@@ -51,6 +51,11 @@ export function createResources(config: CommonConfig, logger: Logger, poolMax = 
     logger,
     cipher: createKwargsCipher(config.DEFERRABLE_KWARGS_KEYS),
   };
+}
+
+/** The preflight of the apps that do not migrate (worker, triggerer): every migration this build ships is applied. */
+export async function assertDatabaseMigrated(res: Pick<Resources, 'db'>): Promise<void> {
+  await assertMigrated(res.db.pool);
 }
 
 /** One app process (scheduler, triggerer, worker) as runApp and startApp drive it. */
