@@ -1,4 +1,5 @@
 import { ConfigError } from '@deferrable/domain';
+import { safeUrl } from '@deferrable/logging';
 import { z } from 'zod';
 
 /**
@@ -104,13 +105,27 @@ export type WorkerConfig = z.output<typeof WorkerConfigSchema>;
 export type TriggererConfig = z.output<typeof TriggererConfigSchema>;
 export type SchedulerConfig = z.output<typeof SchedulerConfigSchema>;
 
+const SECRET_VARIABLE = /KEY|SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL/i;
+
+/**
+ * A bad value as a configuration error may show it: never the value of a variable that names a
+ * secret (key, secret, token, password), a URL only with its password masked, at most 80 characters.
+ */
+export function shownValue(variable: string, value: unknown): string | null {
+  if (SECRET_VARIABLE.test(variable)) return null;
+  const text = String(value);
+  if (/_URL$/i.test(variable) || /^[a-z][a-z0-9+.-]*:\/\//i.test(text.trim())) return safeUrl(text.trim()).slice(0, 80);
+  return text.slice(0, 80);
+}
+
 /** Parses `env` with `schema`, or throws a ConfigError naming the first bad variable. */
 export function loadConfig<S extends z.ZodType>(schema: S, env: NodeJS.ProcessEnv = process.env): z.output<S> {
   const result = schema.safeParse(env);
   if (!result.success) {
     const issue = result.error.issues[0]!;
     const variable = issue.path.map(String).join('.') || '(environment)';
-    throw new ConfigError(variable, `${issue.message}${variable in env ? ` (got "${String(env[variable]).slice(0, 80)}")` : ''}`);
+    const shown = variable in env ? shownValue(variable, env[variable]) : null;
+    throw new ConfigError(variable, `${issue.message}${shown === null ? '' : ` (got "${shown}")`}`);
   }
   const config = result.data as z.output<S> & { NODE_ENV?: string; DEFERRABLE_KWARGS_KEYS?: string[] };
   if (config.NODE_ENV === 'production' && config.DEFERRABLE_KWARGS_KEYS?.includes(DEV_KWARGS_KEY)) {
