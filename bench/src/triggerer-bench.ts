@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import path from 'node:path';
 import { DEV_KWARGS_KEY } from '@deferrable/config';
 import { createKwargsCipher } from '@deferrable/db';
 import { AppProcess, createTestEnv, waitFor, type TestEnv } from '@deferrable/testkit';
@@ -36,10 +37,16 @@ interface Status {
   loopDelayMs: { p50: number; p99: number; max: number };
 }
 
+/** The app's /status; with `gc`, its heap figures taken right after a garbage collection (gc-preload.ts). */
 async function status(app: AppProcess, gc = false): Promise<Status> {
+  let net: { heapUsed: number; rss: number } | null = null;
+  if (gc) {
+    const hook = await app.waitForLog((r) => typeof r.benchGcPort === 'number', 30_000);
+    net = (await (await fetch(`http://127.0.0.1:${hook.benchGcPort as number}/gc`)).json()) as { heapUsed: number; rss: number };
+  }
   const line = await app.waitForLog((r) => typeof r.healthPort === 'number', 30_000);
-  const res = await fetch(`http://127.0.0.1:${line.healthPort as number}/status${gc ? '?gc=1' : ''}`);
-  return (await res.json()) as Status;
+  const res = await fetch(`http://127.0.0.1:${line.healthPort as number}/status`);
+  return { ...((await res.json()) as Status), ...(net ?? {}) };
 }
 
 function triggererEnv(env: TestEnv, extra: Record<string, string> = {}): Record<string, string> {
@@ -56,7 +63,7 @@ function triggererEnv(env: TestEnv, extra: Record<string, string> = {}): Record<
 }
 
 function start(env: TestEnv, extra: Record<string, string> = {}): AppProcess {
-  const app = new AppProcess('triggerer', triggererEnv(env, extra), { nodeArgs: ['--expose-gc'] });
+  const app = new AppProcess('triggerer', triggererEnv(env, extra), { nodeArgs: ['--expose-gc', '--require', path.join(__dirname, 'gc-preload.js')] });
   onTeardown(`triggerer ${app.pid}`, () => app.stop());
   return app;
 }

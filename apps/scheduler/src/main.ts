@@ -1,4 +1,4 @@
-import { loadConfig, SchedulerConfigSchema } from '@deferrable/config';
+import { DEFAULT_HEALTH_PORTS, healthSettings, loadConfig, SchedulerConfigSchema } from '@deferrable/config';
 import { migrate } from '@deferrable/db';
 import { createResources, runApp, Scheduler } from '@deferrable/engine';
 import { createLogger } from '@deferrable/logging';
@@ -32,7 +32,7 @@ void runApp('scheduler', async () => {
   });
   return {
     logger,
-    healthPort: config.DEFERRABLE_HEALTH_PORT,
+    health: healthSettings(config, DEFAULT_HEALTH_PORTS.scheduler),
     job: scheduler.job,
     status: () => scheduler.status(),
     db: res.db,

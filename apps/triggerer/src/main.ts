@@ -1,5 +1,5 @@
-import { loadConfig, TriggererConfigSchema } from '@deferrable/config';
-import { createResources, loadModules, runApp, Triggerer } from '@deferrable/engine';
+import { DEFAULT_HEALTH_PORTS, healthSettings, loadConfig, TriggererConfigSchema } from '@deferrable/config';
+import { assertDatabaseMigrated, createResources, loadModules, runApp, Triggerer } from '@deferrable/engine';
 import { createLogger } from '@deferrable/logging';
 import { builtinTriggerRegistry } from '@deferrable/triggers';
 
@@ -24,7 +24,9 @@ void runApp('triggerer', async () => {
   });
   return {
     logger,
-    healthPort: config.DEFERRABLE_HEALTH_PORT,
+    // Before anything is registered: an unmigrated database is named, with what to run.
+    preflight: () => assertDatabaseMigrated(res),
+    health: healthSettings(config, DEFAULT_HEALTH_PORTS.triggerer),
     job: triggerer.job,
     status: () => triggerer.status(),
     db: res.db,

@@ -1,5 +1,5 @@
-import { loadConfig, WorkerConfigSchema } from '@deferrable/config';
-import { createResources, loadModules, runApp, TaskRegistry, TaskWorker } from '@deferrable/engine';
+import { DEFAULT_HEALTH_PORTS, healthSettings, loadConfig, WorkerConfigSchema } from '@deferrable/config';
+import { assertDatabaseMigrated, createResources, loadModules, runApp, TaskRegistry, TaskWorker } from '@deferrable/engine';
 import { createLogger } from '@deferrable/logging';
 import { builtinTriggerRegistry } from '@deferrable/triggers';
 
@@ -23,7 +23,9 @@ void runApp('worker', async () => {
   });
   return {
     logger,
-    healthPort: config.DEFERRABLE_HEALTH_PORT,
+    // Before anything is registered: an unmigrated database is named, with what to run.
+    preflight: () => assertDatabaseMigrated(res),
+    health: healthSettings(config, DEFAULT_HEALTH_PORTS.worker),
     job: worker.job,
     db: res.db,
     start: () => worker.start(),

@@ -1,4 +1,5 @@
 import { ConfigError } from '@deferrable/domain';
+import { safeUrl } from '@deferrable/logging';
 import { z } from 'zod';
 
 /**
@@ -22,8 +23,28 @@ const csv = (def: string) =>
 const bool = (def: boolean) =>
   z.preprocess(unsetIfEmpty, z.enum(['true', 'false', '1', '0']).default(def ? 'true' : 'false')).transform((v) => v === 'true' || v === '1');
 
-/** -1 disables the health endpoint; 0 picks a free port. */
-const healthPort = (def: number) => z.preprocess(unsetIfEmpty, z.coerce.number().int().min(-1).max(65535).default(def));
+/**
+ * -1 disables the health endpoint; 0 picks a free port. Unset: the app's default port, or a free
+ * one when another process (a second replica on this host) holds it (see healthSettings).
+ */
+const healthPort = z.preprocess(unsetIfEmpty, z.coerce.number().int().min(-1).max(65535).optional());
+
+/** The app's default health ports, when DEFERRABLE_HEALTH_PORT is not set. */
+export const DEFAULT_HEALTH_PORTS = { scheduler: 8790, triggerer: 8791, worker: 8792 } as const;
+
+/** Where an app serves /livez, /readyz and /status. */
+export interface HealthSettings {
+  /** -1: no health server; 0: any free port. */
+  port: number;
+  /** Set by the operator: when it is in use, the app refuses to start. Otherwise it falls back to a free port. */
+  portFixed: boolean;
+  host: string;
+}
+
+export function healthSettings(config: { DEFERRABLE_HEALTH_PORT?: number | undefined; DEFERRABLE_HEALTH_HOST: string }, defaultPort: number): HealthSettings {
+  const fixed = config.DEFERRABLE_HEALTH_PORT !== undefined;
+  return { port: config.DEFERRABLE_HEALTH_PORT ?? defaultPort, portFixed: fixed, host: config.DEFERRABLE_HEALTH_HOST };
+}
 
 const common = {
   DATABASE_URL: z.string().url().default('postgresql://postgres@127.0.0.1:5432/deferrable'),
@@ -40,11 +61,13 @@ const common = {
   /** Modules (paths or package names) exporting `tasks` and/or `triggers` arrays to register. */
   DEFERRABLE_MODULES: csv(''),
   DEFERRABLE_MAX_PAYLOAD_BYTES: int(256 * 1024, 1024),
+  DEFERRABLE_HEALTH_PORT: healthPort,
+  /** The health server's bind address: loopback by default; 0.0.0.0 where probes come from outside (Kubernetes). */
+  DEFERRABLE_HEALTH_HOST: z.preprocess(unsetIfEmpty, z.string().min(1).max(255).default('127.0.0.1')),
 };
 
 export const WorkerConfigSchema = z.object({
   ...common,
-  DEFERRABLE_HEALTH_PORT: healthPort(8792),
   DEFERRABLE_WORKER_SLOTS: int(4, 1),
   DEFERRABLE_WORKER_QUEUES: csv('default'),
   DEFERRABLE_HEARTBEAT_MS: int(2000, 50),
@@ -53,7 +76,6 @@ export const WorkerConfigSchema = z.object({
 
 export const TriggererConfigSchema = z.object({
   ...common,
-  DEFERRABLE_HEALTH_PORT: healthPort(8791),
   // 100,000 timer triggers measured at ~462 heap bytes each with lateness p99 ~20 ms (bench/RESULTS.md).
   DEFERRABLE_TRIGGERER_CAPACITY: int(100_000, 1),
   DEFERRABLE_TRIGGERER_QUEUES: csv('default'),
@@ -73,7 +95,6 @@ export const TriggererConfigSchema = z.object({
 
 export const SchedulerConfigSchema = z.object({
   ...common,
-  DEFERRABLE_HEALTH_PORT: healthPort(8790),
   DEFERRABLE_POLL_MS: int(1000, 10),
   DEFERRABLE_DISPATCH_BATCH: int(500, 1),
   DEFERRABLE_DISPATCH_AHEAD: int(1000, 1),
@@ -95,13 +116,27 @@ export type WorkerConfig = z.output<typeof WorkerConfigSchema>;
 export type TriggererConfig = z.output<typeof TriggererConfigSchema>;
 export type SchedulerConfig = z.output<typeof SchedulerConfigSchema>;
 
+const SECRET_VARIABLE = /KEY|SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL/i;
+
+/**
+ * A bad value as a configuration error may show it: never the value of a variable that names a
+ * secret (key, secret, token, password), a URL only with its password masked, at most 80 characters.
+ */
+export function shownValue(variable: string, value: unknown): string | null {
+  if (SECRET_VARIABLE.test(variable)) return null;
+  const text = String(value);
+  if (/_URL$/i.test(variable) || /^[a-z][a-z0-9+.-]*:\/\//i.test(text.trim())) return safeUrl(text.trim()).slice(0, 80);
+  return text.slice(0, 80);
+}
+
 /** Parses `env` with `schema`, or throws a ConfigError naming the first bad variable. */
 export function loadConfig<S extends z.ZodType>(schema: S, env: NodeJS.ProcessEnv = process.env): z.output<S> {
   const result = schema.safeParse(env);
   if (!result.success) {
     const issue = result.error.issues[0]!;
     const variable = issue.path.map(String).join('.') || '(environment)';
-    throw new ConfigError(variable, `${issue.message}${variable in env ? ` (got "${String(env[variable]).slice(0, 80)}")` : ''}`);
+    const shown = variable in env ? shownValue(variable, env[variable]) : null;
+    throw new ConfigError(variable, `${issue.message}${shown === null ? '' : ` (got "${shown}")`}`);
   }
   const config = result.data as z.output<S> & { NODE_ENV?: string; DEFERRABLE_KWARGS_KEYS?: string[] };
   if (config.NODE_ENV === 'production' && config.DEFERRABLE_KWARGS_KEYS?.includes(DEV_KWARGS_KEY)) {

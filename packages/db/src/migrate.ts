@@ -1,7 +1,9 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import { DatabaseNotMigratedError } from '@deferrable/domain';
 import { Client } from 'pg';
+import type { Queryable } from './client';
 
 /**
  * Applies prisma/migrations/<name>/migration.sql in name order, each in its own transaction, under
@@ -104,6 +106,27 @@ async function applyOne(client: Client, m: Migration): Promise<void> {
     await client.query('ROLLBACK').catch(() => undefined);
     throw err;
   }
+}
+
+/** The migrations this build ships that the database has not applied (all of them on an empty database). */
+export async function pendingMigrations(db: Queryable, dir: string = DEFAULT_MIGRATIONS_DIR): Promise<string[]> {
+  const shipped = readMigrations(dir).map((m) => m.name);
+  const { rows } = await db.query<{ present: boolean }>(`SELECT to_regclass('"_prisma_migrations"') IS NOT NULL AS present`);
+  if (!rows[0]?.present) return shipped;
+  const applied = await db.query<{ migration_name: string }>(
+    `SELECT migration_name FROM "_prisma_migrations" WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL`,
+  );
+  const done = new Set(applied.rows.map((r) => r.migration_name));
+  return shipped.filter((name) => !done.has(name));
+}
+
+/**
+ * Checked by the apps that do not migrate (worker, triggerer) before they register anything: an
+ * unmigrated database is named, with what to run, instead of failing later on a missing relation.
+ */
+export async function assertMigrated(db: Queryable, dir: string = DEFAULT_MIGRATIONS_DIR): Promise<void> {
+  const missing = await pendingMigrations(db, dir);
+  if (missing.length > 0) throw new DatabaseNotMigratedError(missing);
 }
 
 /** Creates the database named in `databaseUrl` when it does not exist yet (for the quick start). */

@@ -9,6 +9,7 @@ import {
   KwargsDecryptionError,
   PayloadTooLargeError,
   recordError,
+  MAX_STACK,
   TaskFailedError,
   toDeferrableError,
   TriggerFailedError,
@@ -41,6 +42,7 @@ const ALL_CODES: Record<ErrorCode, true> = {
   PAYLOAD_TOO_LARGE: true,
   KWARGS_DECRYPTION: true,
   CONFIG: true,
+  NOT_MIGRATED: true,
   INTERNAL: true,
 };
 const CODES = Object.keys(ALL_CODES) as ErrorCode[];
@@ -148,7 +150,33 @@ describe('recordError', () => {
   });
 
   it('records foreign errors as TASK_FAILED', () => {
-    expect(recordError(new TypeError('bad'))).toEqual({ code: 'TASK_FAILED', type: 'TaskFailedError', message: 'TypeError: bad' });
+    expect(recordError(new TypeError('bad'))).toMatchObject({ code: 'TASK_FAILED', type: 'TaskFailedError', message: 'TypeError: bad' });
+  });
+
+  it("keeps the stack of the task code's own error, bounded", () => {
+    function whereTheTaskThrew(): never {
+      throw new TypeError('bad');
+    }
+    let thrown: unknown;
+    try {
+      whereTheTaskThrew();
+    } catch (err) {
+      thrown = err;
+    }
+    const r = recordError(thrown);
+    expect(r.stack).toMatch(/^TypeError: bad\n/);
+    expect(r.stack).toContain('whereTheTaskThrew');
+    expect(r.stack).toContain('errors.test.ts');
+    const deep = new Error('deep');
+    deep.stack = `Error: deep\n${'    at frame (file.js:1:1)\n'.repeat(1000)}\u0000`;
+    expect(recordError(deep).stack).toHaveLength(MAX_STACK);
+    // Thrown by the task itself as ours: its own stack.
+    expect(recordError(new UnrecoverableTaskError('no')).stack).toContain('errors.test.ts');
+  });
+
+  it('keeps no stack for what the system raises itself, nor for a thrown non-error', () => {
+    expect(recordError(new HeartbeatLostError('w1')).stack).toBeUndefined();
+    expect(recordError('a string').stack).toBeUndefined();
   });
 
   it('is plain JSON (it is stored on the task instance)', () => {

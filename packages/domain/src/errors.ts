@@ -20,6 +20,7 @@ export type ErrorCode =
   | 'PAYLOAD_TOO_LARGE'
   | 'KWARGS_DECRYPTION'
   | 'CONFIG'
+  | 'NOT_MIGRATED'
   | 'INTERNAL';
 
 export class DeferrableError extends Error {
@@ -172,6 +173,18 @@ export class ConfigError extends DeferrableError {
   }
 }
 
+/** The database lacks migrations this build needs: a worker or triggerer refuses to start. */
+export class DatabaseNotMigratedError extends DeferrableError {
+  constructor(readonly missing: readonly string[]) {
+    const shown = missing.slice(0, 10).join(', ') + (missing.length > 10 ? ` and ${missing.length - 10} more` : '');
+    super(
+      'NOT_MIGRATED',
+      `the database is missing ${missing.length} migration(s) this build needs (${shown}): run \`npm run migrate\` (or \`deferrable migrate\`) with this DATABASE_URL, or start a scheduler, which migrates on start`,
+      { retryable: false },
+    );
+  }
+}
+
 /** A failure of task code that is not one of ours. */
 export class TaskFailedError extends DeferrableError {
   constructor(message: string, options: { cause?: unknown } = {}) {
@@ -199,14 +212,32 @@ export interface RecordedError {
   code: ErrorCode;
   type: string;
   message: string;
+  /** Where it was thrown: the stack of the task code's own error (a TaskFailedError's cause), bounded. */
+  stack?: string;
 }
 
 const MAX_MESSAGE = 2000;
+export const MAX_STACK = 4000;
+
+// Without NUL characters: the record goes into jsonb, which refuses them (22P05).
+const storable = (s: string, max: number) => s.replace(/\u0000/g, '\\u0000').slice(0, max);
+
+/**
+ * Where the failure was thrown, for a person debugging their task: the stack of the error's cause
+ * (the task or trigger code's own error that a TaskFailedError wraps), or of an
+ * UnrecoverableTaskError that task code threw itself. Errors the system raises on its own (a lost
+ * heartbeat, a timeout) have none: their stack would only show our internals.
+ */
+export function originalStack(err: DeferrableError): string | undefined {
+  const origin: unknown = err.cause instanceof Error ? err.cause : err instanceof UnrecoverableTaskError ? err : undefined;
+  if (!(origin instanceof Error) || typeof origin.stack !== 'string' || origin.stack === '') return undefined;
+  return storable(origin.stack, MAX_STACK);
+}
 
 export function recordError(value: unknown): RecordedError {
   const err = toDeferrableError(value);
-  // Without NUL characters: the record goes into jsonb, which refuses them (22P05).
-  return { code: err.code, type: err.name, message: err.message.replace(/\u0000/g, '\\u0000').slice(0, MAX_MESSAGE) };
+  const stack = originalStack(err);
+  return { code: err.code, type: err.name, message: storable(err.message, MAX_MESSAGE), ...(stack === undefined ? {} : { stack }) };
 }
 
 /** The one place that says what each code means to a person reading a task's error. */
@@ -244,6 +275,8 @@ export function describeError(code: ErrorCode): string {
       return 'trigger kwargs could not be decrypted with any configured key';
     case 'CONFIG':
       return 'the configuration is invalid';
+    case 'NOT_MIGRATED':
+      return 'the database schema lacks migrations this build needs';
     case 'INTERNAL':
       return 'an internal error';
   }

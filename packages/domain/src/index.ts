@@ -7,3 +7,4 @@ export * from './json';
 export * from './trigger';
 export * from './task';
 export * from './messages';
+export * from './redact';

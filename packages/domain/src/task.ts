@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import type { Json, JsonObject } from './json';
+import { UnknownCallbackError } from './errors';
+import { JsonObjectSchema, parseInput, type Json, type JsonObject } from './json';
 import type { RetryPolicy } from './retry';
 import type { Trigger } from './trigger';
 
@@ -60,3 +61,34 @@ export function defineTask<A>(def: TaskType<A>): TaskType<A> {
 
 /** The reserved callback name that raises the trigger's timeout or failure inside the task. */
 export const FAIL_METHOD = '__fail__';
+
+/** The longest a deferral may wait: as long as a run's execution timeout may be (7 days). */
+export const MAX_DEFER_TIMEOUT_MS = 7 * 24 * 3600 * 1000;
+
+/**
+ * `ctx.defer()`'s options, checked when the task defers, as an enqueue request is checked when it
+ * enters: a bad option fails the task at once with INVALID_INPUT naming it. Strict, so a misspelt
+ * option (`timeout` for `timeoutMs`) is refused rather than ignored.
+ */
+export const DeferOptionsSchema = z
+  .object({
+    trigger: z.custom<Trigger>(
+      (t) => typeof t === 'object' && t !== null && typeof (t as { serialize?: unknown }).serialize === 'function',
+      'must be a trigger (an object with serialize())',
+    ),
+    method: z.string().min(1).max(200),
+    kwargs: JsonObjectSchema.optional(),
+    timeoutMs: z.number().int().min(1).max(MAX_DEFER_TIMEOUT_MS).optional(),
+  })
+  .strict();
+
+/** The deferral options of a task of this type, valid, naming one of its callbacks; throws a typed error otherwise. */
+export function parseDeferOptions(type: Pick<TaskType, 'name' | 'callbacks'>, options: unknown): DeferOptions {
+  const parsed = parseInput(DeferOptionsSchema, options, `deferral options of task "${type.name}"`);
+  // Own properties only: `toString` is no callback, and neither is the reserved __fail__.
+  const callbacks = type.callbacks ?? {};
+  if (parsed.method === FAIL_METHOD || !Object.hasOwn(callbacks, parsed.method) || typeof callbacks[parsed.method] !== 'function') {
+    throw new UnknownCallbackError(type.name, parsed.method);
+  }
+  return parsed;
+}

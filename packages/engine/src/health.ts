@@ -12,31 +12,33 @@ export interface HealthChecks {
 
 export interface HealthServer {
   port: number;
+  /** The address it is bound to. */
+  address: string;
   close(): Promise<void>;
 }
 
 /**
- * GET /livez and /readyz for container probes (200 or 503, JSON body). Port 0 picks a free port
- * (reported in the startup log). Node's http module is enough for two routes.
+ * GET /livez and /readyz for container probes (200 or 503, JSON body), and /status. Port 0 picks
+ * a free port (reported in the startup log). Bound to `host`: loopback unless the operator opens
+ * it (DEFERRABLE_HEALTH_HOST). Node's http module is enough for three routes.
  */
-export async function startHealthServer(port: number, checks: HealthChecks, host = '0.0.0.0'): Promise<HealthServer> {
+export async function startHealthServer(port: number, checks: HealthChecks, host = '127.0.0.1'): Promise<HealthServer> {
   const server: Server = createServer((req, res) => {
     const send = (code: number, body: unknown) => {
       res.writeHead(code, { 'content-type': 'application/json', 'cache-control': 'no-store' });
       res.end(JSON.stringify(body));
     };
     if (req.method !== 'GET') return send(405, { error: 'method not allowed' });
-    if (req.url === '/livez') return checks.live() ? send(200, { live: true }) : send(503, { live: false });
-    if (req.url === '/readyz') {
+    const path = (req.url ?? '').split('?')[0];
+    if (path === '/livez') return checks.live() ? send(200, { live: true }) : send(503, { live: false });
+    if (path === '/readyz') {
       checks.ready().then(
         (r) => send(r.ready ? 200 : 503, r),
         (err: unknown) => send(503, { ready: false, detail: { error: err instanceof Error ? err.message : String(err) } }),
       );
       return;
     }
-    if (req.url?.startsWith('/status')) {
-      // `?gc=1` collects garbage first (when node runs with --expose-gc) so heap figures are net.
-      if (req.url.includes('gc=1')) (globalThis as { gc?: () => void }).gc?.();
+    if (path === '/status') {
       const mem = process.memoryUsage();
       return send(200, { pid: process.pid, heapUsed: mem.heapUsed, rss: mem.rss, ...(checks.status?.() ?? {}) });
     }
@@ -48,6 +50,7 @@ export async function startHealthServer(port: number, checks: HealthChecks, host
   });
   return {
     port: (server.address() as AddressInfo).port,
+    address: (server.address() as AddressInfo).address,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
 }

@@ -47,7 +47,9 @@ export class ProcessJob {
     return { healthy: !this.ended && heartbeatAgeMs < this.opts.heartbeatMs * 3, heartbeatAgeMs };
   }
 
+  /** Ends the job row once: a later stop (the app's own, after a failed start) changes nothing. */
   async stop(state: 'success' | 'failed' = 'success'): Promise<void> {
+    if (this.ended) return;
     this.ended = true;
     await this.loop.stop();
     await endJob(this.res.db.pool, this.id, state).catch((err: unknown) =>

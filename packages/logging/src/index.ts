@@ -61,11 +61,14 @@ export function silentLogger(): Logger {
   return pino({ level: 'silent' });
 }
 
-/** Hides the password in a connection URL, for a startup line. */
+const SECRET_PARAM = /pass|secret|token|key/i;
+
+/** Hides the password in a connection URL (and any query parameter that names a secret), for a log line or an error. */
 export function safeUrl(url: string): string {
   try {
     const u = new URL(url);
     if (u.password) u.password = '***';
+    for (const name of [...u.searchParams.keys()]) if (SECRET_PARAM.test(name)) u.searchParams.set(name, '***');
     return u.toString();
   } catch {
     return '(unparsable url)';

@@ -39,4 +39,8 @@ describe('logger', () => {
     expect(safeUrl('postgresql://user:pw@host:5432/db')).toBe('postgresql://user:***@host:5432/db');
     expect(safeUrl('not a url')).toBe('(unparsable url)');
   });
+
+  test('safeUrl hides query parameters that name a secret', () => {
+    expect(safeUrl('postgresql://host/db?sslmode=require&password=hunter2&sslkey=/k')).toBe('postgresql://host/db?sslmode=require&password=***&sslkey=***');
+  });
 });

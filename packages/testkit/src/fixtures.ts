@@ -79,6 +79,12 @@ export const unknownTrigger = defineTask({
     };
     ctx.defer({ trigger, method: 'resume' });
   },
+  // A real callback: the trigger type is the only thing wrong with this deferral.
+  callbacks: {
+    resume() {
+      return 'never reached';
+    },
+  },
 });
 
 /** Blocks its slot without deferring, for comparison. */

@@ -1103,7 +1103,8 @@ describe('jobs and rejections', () => {
   it('records rejections with a bounded excerpt', async () => {
     const circular: Record<string, unknown> = {};
     circular.self = circular;
-    await recordRejection(pool, { source: 'task-request', jobId: 'j1', reason: 'r'.repeat(3000), excerpt: { big: 'x'.repeat(2000) } });
+    const big = Object.fromEntries(Array.from({ length: 30 }, (_, i) => [`${'k'.repeat(50)}${i}`, 'x'.repeat(2000)]));
+    await recordRejection(pool, { source: 'task-request', jobId: 'j1', reason: 'r'.repeat(3000), excerpt: big });
     await recordRejection(pool, { source: 'task-request', reason: 'circular', excerpt: circular });
     await recordRejection(pool, { source: 'task-request', reason: 'none' });
     const { rows } = await pool.query<{ job_id: string | null; reason: string; excerpt: string | null }>(
@@ -1112,8 +1113,8 @@ describe('jobs and rejections', () => {
     expect(rows[0]!.job_id).toBe('j1');
     expect(rows[0]!.reason).toHaveLength(2000);
     expect(rows[0]!.excerpt).toHaveLength(500);
-    expect(rows[0]!.excerpt!.startsWith('{"big":"xxx')).toBe(true);
-    expect(rows[1]!.excerpt).toBe('(unserialisable)');
+    expect(rows[0]!.excerpt!.startsWith(`{"${'k'.repeat(50)}0":"[redacted string, 2000 chars]"`)).toBe(true);
+    expect(rows[1]!.excerpt).toBe('{"self":"[redacted object, 1 key]"}');
     expect(rows[2]).toEqual({ job_id: null, reason: 'none', excerpt: null });
   });
 });

@@ -1,10 +1,13 @@
+import { redactedExcerpt } from '@deferrable/domain';
 import type { Queryable } from '../client';
 
 const MAX_EXCERPT = 500;
 
 /**
  * Records input refused where it entered (a malformed queue job, an invalid task request), so a
- * person can see what and why. The excerpt is bounded; callers pass an already redacted value.
+ * person can see what and why. The excerpt is redacted here (redactedExcerpt: the shape, the task
+ * name, queue, priority, ids; arguments and every other value only described), whatever the
+ * caller passes, and bounded.
  */
 export async function recordRejection(
   db: Queryable,
@@ -13,7 +16,7 @@ export async function recordRejection(
   let excerpt: string | null = null;
   if (r.excerpt !== undefined) {
     try {
-      excerpt = (typeof r.excerpt === 'string' ? r.excerpt : JSON.stringify(r.excerpt)).slice(0, MAX_EXCERPT);
+      excerpt = JSON.stringify(redactedExcerpt(r.excerpt)).slice(0, MAX_EXCERPT);
     } catch {
       excerpt = '(unserialisable)';
     }

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import {
   assertJsonSize,
+  parseDeferOptions,
   parseInput,
   recordError,
   toDeferrableError,
@@ -8,31 +9,18 @@ import {
   type DeferOptions,
   type TaskDispatchMessage,
 } from '@deferrable/domain';
-import {
-  deferRuns,
-  failRun,
-  heartbeatRuns,
-  recordRejection,
-  startRuns,
-  succeedRuns,
-  type Deferral,
-  type DeferKey,
-  type RunKey,
-  type StartKey,
-  type TaskInstanceRow,
-} from '@deferrable/db';
-import { consumerConnection, bullPrefix, HintPublisher, taskDispatch, triggerCreatedChannel } from '@deferrable/queues';
+import { recordRejection, type Deferral, type DeferKey, type RunKey, type TaskInstanceRow } from '@deferrable/db';
+import { consumerConnection, bullPrefix, taskDispatch } from '@deferrable/queues';
 import type { TriggerRegistry } from '@deferrable/triggers';
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
-import { Batcher } from '../batcher';
-import { Loop } from '../loop';
 import { ProcessJob } from '../process-job';
 import type { Resources } from '../resources';
 import type { TaskRegistry } from '../task-registry';
-import { retryThroughOutage } from '../outage';
 import { retryInMs } from '../retry';
 import { runTaskCode, type RunOutcome } from './execute';
 import { publishTaskTypes } from '@deferrable/catalog';
+import { RunHeartbeat, type ActiveRun } from './run-heartbeat';
+import { StepRecorder } from './step-recorder';
 
 export interface TaskWorkerOptions {
   tasks: TaskRegistry;
@@ -45,33 +33,19 @@ export interface TaskWorkerOptions {
   shutdownGraceMs: number;
 }
 
-interface ActiveRun {
-  tryNumber: number;
-  startedAt: number;
-  abort: AbortController;
-  /** Its code has finished and its outcome is being recorded: the heartbeat leaves it alone. */
-  settling: boolean;
-}
-
 /**
  * Consumes task dispatches. A run starts only by a compare-and-set (queued -> running for the
  * expected try and dispatch attempt); a deferral writes the trigger and the deferred state in one
- * statement and returns the slot to BullMQ at once.
+ * statement and returns the slot to BullMQ at once. The steps are written by the StepRecorder;
+ * the runs in hand are heartbeated by the RunHeartbeat.
  */
 export class TaskWorker {
   readonly job: ProcessJob;
   private readonly consumers: Worker[] = [];
   private readonly active = new Map<string, ActiveRun>();
-  private readonly heartbeat: Loop;
+  private readonly heartbeat: RunHeartbeat;
+  private readonly steps: StepRecorder;
   private readonly actor: string;
-  private readonly hints: HintPublisher;
-  // The steps of all slots are recorded together: one statement (and one commit) for every start,
-  // deferral or success that is ready at the same moment, instead of one per task. While one
-  // batch commits the next one gathers, so batches grow with the load and add no wait when idle.
-  private readonly starts: Batcher<StartKey, TaskInstanceRow | null>;
-  private readonly deferrals: Batcher<{ key: DeferKey; deferral: Deferral }, boolean>;
-  private readonly successes: Batcher<{ key: RunKey; result: unknown }, boolean>;
-  private stopping = false;
 
   constructor(
     private readonly res: Resources,
@@ -84,12 +58,8 @@ export class TaskWorker {
       load: () => this.active.size,
     });
     this.actor = `worker:${this.job.id}`;
-    this.hints = new HintPublisher(res.redisUrl, triggerCreatedChannel(res.prefix));
-    const pool = res.db.pool;
-    this.starts = new Batcher((keys) => startRuns(pool, keys), 1000, 1, true);
-    this.deferrals = new Batcher((runs) => deferRuns(pool, runs), 1000, 1, true);
-    this.successes = new Batcher((runs) => succeedRuns(pool, runs), 1000, 1, true);
-    this.heartbeat = new Loop('worker-run-heartbeat', opts.heartbeatMs, () => this.heartbeatRuns(), res.logger);
+    this.steps = new StepRecorder(res);
+    this.heartbeat = new RunHeartbeat(res, this.job.id, this.active, opts.heartbeatMs);
   }
 
   get workerId(): string {
@@ -137,17 +107,15 @@ export class TaskWorker {
   }
 
   async stop(): Promise<void> {
-    this.stopping = true;
+    this.steps.beginStopping();
     const grace = new Promise<void>((resolve) => setTimeout(resolve, this.opts.shutdownGraceMs).unref());
     // Let the runs in progress finish within the grace period; what is left is reaped later.
     await Promise.race([Promise.all(this.consumers.map((w) => w.close())), grace]);
     for (const run of this.active.values()) run.abort.abort(new Error('worker shutting down'));
     await Promise.all(this.consumers.map((w) => w.close(true).catch(() => undefined)));
     // Outcomes still being recorded in batches reach PostgreSQL before its pool closes.
-    const recorded = Promise.all([this.starts.drain(), this.deferrals.drain(), this.successes.drain()]);
-    await Promise.race([recorded, new Promise<void>((resolve) => setTimeout(resolve, this.opts.shutdownGraceMs).unref())]);
+    await this.steps.close(this.opts.shutdownGraceMs);
     await this.heartbeat.stop();
-    await this.hints.close();
     await this.job.stop();
     this.res.logger.info({ workerId: this.workerId }, 'worker stopped');
   }
@@ -167,8 +135,7 @@ export class TaskWorker {
       this.res.logger.warn({ jobId: job.id, queue, reason }, 'rejected malformed task job');
       throw new UnrecoverableError(reason);
     }
-    const key = { id: msg.taskInstanceId, tryNumber: msg.tryNumber, dispatchAttempt: msg.dispatchAttempt, workerId: this.workerId, actor: this.actor };
-    const row = await this.untilRecorded('start', key, () => this.starts.add(key));
+    const row = await this.steps.start({ id: msg.taskInstanceId, tryNumber: msg.tryNumber, dispatchAttempt: msg.dispatchAttempt, workerId: this.workerId, actor: this.actor });
     if (!row) {
       this.res.logger.debug({ taskInstanceId: msg.taskInstanceId, try: msg.tryNumber }, 'stale dispatch ignored');
       return;
@@ -197,7 +164,7 @@ export class TaskWorker {
       run.settling = true;
       if (outcome.kind === 'deferred') {
         try {
-          await this.recordDeferral(key, outcome.deferral.options, log);
+          await this.recordDeferral(row, key, outcome.deferral.options, log);
           return;
         } catch (err) {
           outcome = { kind: 'error', error: err };
@@ -206,8 +173,7 @@ export class TaskWorker {
       if (outcome.kind === 'success') {
         try {
           assertJsonSize(outcome.result ?? null, this.opts.maxPayloadBytes, 'task result');
-          const result = outcome.result ?? null;
-          const ok = await this.untilRecorded('success', key, () => this.successes.add({ key, result }));
+          const ok = await this.steps.succeed(key, outcome.result ?? null);
           log.info({ recorded: ok }, ok ? 'task succeeded' : 'task finished, but its run was no longer ours');
           return;
         } catch (err) {
@@ -221,7 +187,8 @@ export class TaskWorker {
     }
   }
 
-  private async recordDeferral(key: DeferKey, d: DeferOptions, log: typeof this.res.logger): Promise<void> {
+  private async recordDeferral(row: TaskInstanceRow, key: DeferKey, options: DeferOptions, log: typeof this.res.logger): Promise<void> {
+    const d = parseDeferOptions(this.opts.tasks.get(row.task_name), options);
     const serialized = d.trigger.serialize();
     this.opts.triggers.validate(serialized);
     assertJsonSize(serialized.kwargs, this.opts.maxPayloadBytes, 'trigger kwargs');
@@ -238,54 +205,18 @@ export class TaskWorker {
       nextKwargs: { kwargs: d.kwargs ?? {} },
       timeoutMs: d.timeoutMs ?? null,
     };
-    const ok = await this.untilRecorded('deferral', key, () => this.deferrals.add({ key, deferral }));
-    if (ok) this.hints.publish(serialized.queue ?? 'default');
+    const ok = await this.steps.defer(key, deferral);
     log.info({ triggerId, triggerType: serialized.type, method: d.method, recorded: ok }, ok ? 'task deferred; slot freed' : 'deferral not recorded: run was no longer ours');
   }
 
   private async recordFailure(row: TaskInstanceRow, key: RunKey, error: unknown, log: typeof this.res.logger): Promise<void> {
     const err = toDeferrableError(error);
     const retryIn = retryInMs(row, err, this.res.clock.now());
-    const ok = await this.untilRecorded('failure', key, () => failRun(this.res.db.pool, key, recordError(err), retryIn));
+    const recorded = recordError(err);
+    const ok = await this.steps.fail(key, recorded, retryIn);
     log.warn(
-      { err: { code: err.code, message: err.message }, retryInMs: retryIn, recorded: ok },
+      { err: { type: recorded.type, code: recorded.code, message: recorded.message, stack: recorded.stack }, retryInMs: retryIn, recorded: ok },
       retryIn !== null ? 'task failed; will retry' : 'task failed',
     );
-  }
-
-  /**
-   * Sends a write that records a run's step until it lands. Through a database outage (a restart,
-   * a failover) it keeps trying, and the run stays in hand: it is heartbeated again once the
-   * database is back, so the outage neither fails the task nor hands its try to the reaper.
-   * Without this, a deferral cut off by a restart became a task error, and the run, no longer
-   * heartbeated, was reaped as if its worker had died. Errors about the write itself are not
-   * retried. Every write here is a compare-and-set: one that did commit before its connection was
-   * cut matches nothing the second time (the run reads as no longer ours, and the state is right;
-   * a deferral names its dispatch attempt, so it cannot match the run a resume started since).
-   * One case costs a try: a start that committed but whose answer was lost reads as stale; the
-   * run, not heartbeated, is then reaped and retried.
-   * Once the worker is stopping it gives up after a few tries; the reaper then takes the run back.
-   */
-  private untilRecorded<T>(step: string, run: { id: string; tryNumber: number }, write: () => Promise<T>): Promise<T> {
-    return retryThroughOutage(write, {
-      giveUp: (attempt) => this.stopping && attempt >= 4,
-      onRetry: (err, attempt) => {
-        if (attempt % 10 === 0) this.res.logger.warn({ err, taskInstanceId: run.id, try: run.tryNumber, step, attempt }, 'database unreachable; retrying the write');
-      },
-      baseDelayMs: 50,
-      maxDelayMs: 2000,
-    });
-  }
-
-  /** Heartbeats every run; a run the database no longer gives this worker (reaped, cancelled) is aborted. */
-  private async heartbeatRuns(): Promise<void> {
-    const issuedAt = Date.now();
-    const held = new Set((await heartbeatRuns(this.res.db.pool, this.workerId, [...this.active.keys()])).map((r) => `${r.id}:${r.try_number}`));
-    for (const [id, run] of this.active) {
-      if (run.startedAt < issuedAt && !run.settling && !held.has(`${id}:${run.tryNumber}`) && !run.abort.signal.aborted) {
-        this.res.logger.warn({ taskInstanceId: id, try: run.tryNumber }, 'run is no longer held by this worker; aborting it');
-        run.abort.abort(new Error('run no longer held by this worker'));
-      }
-    }
   }
 }
