@@ -1,5 +1,5 @@
 import { AppProcess, deleteKeys } from '@deferrable/testkit';
-import { count, stateCounts, startSystem, transitions, waitAll, waitFor, type E2E } from './helpers';
+import { count, START_TIMEOUT_MS, stateCounts, startSystem, transitions, waitAll, waitFor, type E2E } from './helpers';
 
 /** Every task of `ids` succeeded, and each ran its callback to success exactly once. */
 async function expectEachCompletedOnce(sys: E2E, ids: readonly string[]): Promise<void> {
@@ -36,7 +36,7 @@ describe('crashes and lost messages: no accepted task is lost or stuck', () => {
     sys.app('worker').kill('SIGKILL');
     const replacement = new AppProcess('worker', sys.env.appEnv());
     sys.apps.push(replacement);
-    await replacement.started();
+    await replacement.started(START_TIMEOUT_MS);
     const done = await sys.client.waitFor(id, { timeoutMs: 30_000 });
     expect(done.state).toBe('success');
     expect(done.result).toEqual({ tryNumber: 2 });
@@ -85,7 +85,7 @@ describe('crashes and lost messages: no accepted task is lost or stuck', () => {
     sys.app('triggerer').kill('SIGKILL');
     const replacement = new AppProcess('triggerer', sys.env.appEnv());
     sys.apps.push(replacement);
-    await replacement.started();
+    await replacement.started(START_TIMEOUT_MS);
     await expectEachCompletedOnce(sys, ids);
   });
 
@@ -100,7 +100,7 @@ describe('crashes and lost messages: no accepted task is lost or stuck', () => {
     sys.apps.push(worker);
     const deferred: string[] = [];
     for (let i = 0; i < 10; i++) deferred.push((await sys.client.enqueue({ task: 'test.defer-once', args: { delayMs: 2500 } })).id);
-    await worker.started();
+    await worker.started(START_TIMEOUT_MS);
     await waitFor(async () => (await stateCounts(sys.env, deferred)).deferred === deferred.length, 15_000, 'all deferred');
     // The first ten resumed too; stop the worker while some are queued again.
     await worker.stop();
@@ -109,7 +109,7 @@ describe('crashes and lost messages: no accepted task is lost or stuck', () => {
     expect(deleted).toBeGreaterThan(0);
     const again = new AppProcess('worker', sys.env.appEnv());
     sys.apps.push(again);
-    await again.started();
+    await again.started(START_TIMEOUT_MS);
     await expectEachCompletedOnce(sys, [...queued, ...deferred]);
   });
 });

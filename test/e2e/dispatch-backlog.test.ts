@@ -1,7 +1,7 @@
 import { Queue } from 'bullmq';
 import { bullPrefix, producerConnection, taskDispatch } from '@deferrable/queues';
 import { AppProcess } from '@deferrable/testkit';
-import { startSystem, waitAll, type E2E } from './helpers';
+import { startSystem, START_TIMEOUT_MS, waitAll, type E2E } from './helpers';
 
 // A burst larger than the dispatch mark: the scheduler keeps each queue's backlog of queued tasks
 // (jobs in Redis) near the mark and leaves the rest scheduled in PostgreSQL, topping the queue up
@@ -27,7 +27,7 @@ describe('dispatch backlog mark', () => {
       for (let i = 0; i < 60; i++) ids.push((await sys.client.enqueue({ task: 'test.blocking-wait', args: { ms: 20 }, priority: i % 3 })).id);
       const scheduler = new AppProcess('scheduler', sys.env.appEnv(ENV));
       sys.apps.push(scheduler);
-      const schedulerUp = scheduler.started();
+      const schedulerUp = scheduler.started(START_TIMEOUT_MS);
       let peakJobs = 0;
       let peakQueued = 0;
       let sawHeldBack = false;

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { DEV_KWARGS_KEY } from '@deferrable/config';
 import { createKwargsCipher } from '@deferrable/db';
 import { AppProcess } from '@deferrable/testkit';
-import { startSystem, waitFor, type E2E } from './helpers';
+import { START_TIMEOUT_MS, startSystem, waitFor, type E2E } from './helpers';
 import { allTerminal, auditOnce, bulkDefer, bulkDeferOnFile, bulkEnqueue, countHeldBy, HEALTH_THRESHOLD_MS, HolderWatch, startTriggerer } from './triggerers';
 
 const CLI = path.resolve(__dirname, '../../packages/cli/dist/main.js');
@@ -151,7 +151,7 @@ describe('jobs check: fails when every triggerer is dead, passes when one is ali
 
     const victim = new AppProcess('triggerer', sys.env.appEnv());
     sys.apps.push(victim);
-    await victim.started();
+    await victim.started(START_TIMEOUT_MS);
     expect(await check()).toMatchObject({ code: 0 });
 
     victim.kill('SIGKILL');

@@ -4,7 +4,7 @@ import { CHANNELS, createKwargsCipher } from '@deferrable/db';
 import type { JsonObject } from '@deferrable/domain';
 import { triggerCreatedChannel } from '@deferrable/queues';
 import { AppProcess, FAST_ENV, type LogRecord, type TestEnv } from '@deferrable/testkit';
-import type { E2E } from './helpers';
+import { START_TIMEOUT_MS, type E2E } from './helpers';
 
 /** Support for the triggerer-replica tests: replicas, who holds which trigger, bulk set-up, audits. */
 
@@ -21,7 +21,7 @@ export interface Replica {
 export async function startTriggerer(sys: E2E, extraEnv: Record<string, string> = {}): Promise<Replica> {
   const app = new AppProcess('triggerer', sys.env.appEnv(extraEnv));
   sys.apps.push(app);
-  await app.started();
+  await app.started(START_TIMEOUT_MS);
   const line = await app.waitForLog((r) => r.msg === 'triggerer started');
   return { app, id: line.triggererId as string };
 }
