@@ -31,6 +31,7 @@ describe('prompt pickup: a new trigger is claimed on its wake-up hint, not on a 
       await waitFor(async () => (await stateCounts(sys.env, [id])).deferred === 1, 30_000, `task ${i} deferred`);
       await waitFor(() => triggerHeld(id), 30_000, `the trigger of task ${i} claimed (the poll is ten minutes away)`);
     }
+    expect(await stateCounts(sys.env, ids)).toEqual({ deferred: 10 });
     // For the record only: each deferral's commit (audit log) against the triggerer's claim log line.
     const { rows } = await sys.env.db.pool.query<{ at: Date }>(
       `SELECT at FROM task_transition WHERE to_state = 'deferred' AND task_instance_id = ANY($1::uuid[]) ORDER BY at`,

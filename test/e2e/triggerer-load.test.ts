@@ -22,21 +22,37 @@ describe('a replica under heavy load is never declared dead while its process is
 
   test(`${TRIGGERS.toLocaleString('en')} timers firing over ${WINDOW_MS / 1000} s on one replica: its heartbeat stays fresh and the other replica takes none`, async () => {
     const db = sys.env.db.pool;
-    const loaded = await startTriggerer(sys);
-    const t0 = Date.now();
-    const start = t0 + LEAD_MS;
-    const moments = Array.from({ length: TRIGGERS }, (_, i) => new Date(start + Math.floor((i * WINDOW_MS) / TRIGGERS)));
-    const { triggerIds } = await bulkDefer(sys.env, moments);
-    const writtenMs = Date.now() - t0;
     const heldBy = async (id: string) => (await db.query<{ n: number }>('SELECT count(*)::int AS n FROM trigger WHERE triggerer_id = $1', [id])).rows[0]!.n;
-    await waitFor(async () => (await heldBy(loaded.id)) === TRIGGERS, 30_000, 'the loaded replica holds every trigger', 100);
-    const claimedMs = Date.now() - t0;
-    // A second replica, alive for the whole window: it would take the triggers of a dead replica.
-    const other = await startTriggerer(sys, { LOG_LEVEL: 'debug' });
-    const otherStartedMs = Date.now() - t0;
-    // Both alive, normally before the first trigger is due (the set-up takes a few seconds of the
-    // lead). A slow set-up only shortens the watched part of the window; the test fails below if
-    // it watched less than half of the firing.
+    /**
+     * The loaded replica, TRIGGERS timers due over the window from `leadMs` on, all held by it, then
+     * a second replica, alive for the whole window: it would take the triggers of a dead replica.
+     */
+    const setUp = async (leadMs: number) => {
+      const loaded = await startTriggerer(sys);
+      const t0 = Date.now();
+      const start = t0 + leadMs;
+      const moments = Array.from({ length: TRIGGERS }, (_, i) => new Date(start + Math.floor((i * WINDOW_MS) / TRIGGERS)));
+      const { triggerIds } = await bulkDefer(sys.env, moments);
+      const writtenMs = Date.now() - t0;
+      await waitFor(async () => (await heldBy(loaded.id)) === TRIGGERS, 120_000, 'the loaded replica holds every trigger', 100);
+      const claimedMs = Date.now() - t0;
+      const other = await startTriggerer(sys, { LOG_LEVEL: 'debug' });
+      const otherStartedMs = Date.now() - t0;
+      return { loaded, other, t0, start, triggerIds, writtenMs, claimedMs, otherStartedMs };
+    };
+    // Both replicas must be up before the first timer is due. A set-up slower than the lead (a busy
+    // machine) is thrown away and done again with a lead sized from the one measured.
+    let lead = LEAD_MS;
+    let run = await setUp(lead);
+    for (let attempt = 2; Date.now() >= run.start - 1000; attempt++) {
+      console.log(`load: set-up took ${run.otherStartedMs} ms, over the ${lead} ms lead; again with a longer lead`);
+      if (attempt > 3) throw new Error(`set-up overran the lead ${attempt - 1} times (last: ${run.otherStartedMs} ms for a ${lead} ms lead)`);
+      await Promise.all([run.loaded.app.stop(), run.other.app.stop()]);
+      await db.query('TRUNCATE task_transition, task_instance, trigger');
+      lead = 2 * run.otherStartedMs + 5000;
+      run = await setUp(lead);
+    }
+    const { loaded, other, t0, triggerIds, writtenMs, claimedMs, otherStartedMs } = run;
 
     interface Sample { at: number; age: number; state: string; load: number; notLoaded: number; fired: number }
     const samples: Sample[] = [];
@@ -54,7 +70,7 @@ describe('a replica under heavy load is never declared dead while its process is
       return s;
     };
     // Every 200 ms, until every trigger has fired.
-    await waitFor(async () => (await sample()).fired === TRIGGERS, LEAD_MS + WINDOW_MS + 30_000, 'every trigger fired', 200);
+    await waitFor(async () => (await sample()).fired === TRIGGERS, lead + WINDOW_MS + 60_000, 'every trigger fired', 200);
     const doneMs = Date.now() - t0;
     const firedUnwatched = samples[0]!.fired;
 
@@ -70,7 +86,7 @@ describe('a replica under heavy load is never declared dead while its process is
     const ages = samples.map((s) => s.age).sort((a, b) => a - b);
     console.log(
       `load: ${TRIGGERS} triggers written in ${writtenMs} ms, all held by the loaded replica at ${claimedMs} ms, second replica up at ${otherStartedMs} ms, ` +
-        `all fired at ${doneMs} ms (window ${LEAD_MS}-${LEAD_MS + WINDOW_MS} ms; ${firedUnwatched} fired before the watch began). Heartbeat age over ${samples.length} samples: ` +
+        `all fired at ${doneMs} ms (window ${lead}-${lead + WINDOW_MS} ms; ${firedUnwatched} fired before the watch began). Heartbeat age over ${samples.length} samples: ` +
         `p50 ${Math.round(percentile(ages, 50))} ms, max ${Math.round(maxAge)} ms (threshold ${HEALTH_THRESHOLD_MS} ms); largest sampling gap ${Math.max(...gaps)} ms. ` +
         `Lateness (fired - due): p50 ${Math.round(late!.p50)} ms, p99 ${Math.round(late!.p99)} ms, max ${Math.round(late!.max)} ms; recorded p99 ${Math.round(late!.rec_p99)} ms`,
     );
@@ -101,5 +117,5 @@ describe('a replica under heavy load is never declared dead while its process is
     );
     expect(end).toEqual({ n: TRIGGERS, fired: TRIGGERS, held: TRIGGERS });
     expect(loaded.app.running && other.app.running).toBe(true);
-  }, 120_000);
+  }, 600_000);
 });
