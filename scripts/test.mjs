@@ -23,10 +23,10 @@ if (check.status !== 0) {
 // (to make it the default, change the test below to `!== '0'`).
 if (process.env.DEFERRABLE_TEST_LINT === '1') {
   const tools = [
-    ['lint', [path.join(root, 'node_modules/oxlint/bin/oxlint'), '--type-aware', '--report-unused-disable-directives']],
-    ['format check', [path.join(root, 'node_modules/@biomejs/biome/bin/biome'), 'format', '.']],
+    { name: 'lint', args: [path.join(root, 'node_modules/oxlint/bin/oxlint'), '--type-aware', '--report-unused-disable-directives'] },
+    { name: 'format check', args: [path.join(root, 'node_modules/@biomejs/biome/bin/biome'), 'format', '.'] },
   ];
-  for (const [name, args] of tools) {
+  for (const { name, args } of tools) {
     const r = spawnSync(process.execPath, args, { cwd: root, stdio: 'inherit' });
     if (r.status !== 0) {
       console.error(`${name} failed (npm run lint / npm run format to fix)`);

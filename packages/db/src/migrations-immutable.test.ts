@@ -45,19 +45,22 @@ describe('migrations are immutable once on main', () => {
     const now = current.get(name);
     if (now === undefined) throw new Error(`migration ${name} disappeared from prisma/migrations. ${NEVER_EDITED}`);
     if (now !== checksum) throw new Error(`migration ${name} was edited (sha256 ${checksum} on main, ${now} now). ${NEVER_EDITED}`);
+    expect(now).toBe(checksum);
   });
 
   it('every migration is listed, and new ones sort after the listed ones', () => {
     const names = new Set(listed.map((l) => l.name));
     const last = listed[listed.length - 1]?.name ?? '';
-    for (const name of current.keys()) {
-      if (names.has(name)) continue;
-      // A new migration named before a landed one would be applied out of order on existing databases.
-      if (name < last) throw new Error(`migration ${name} sorts before ${last}, which has landed: name new migrations with a later timestamp.`);
-      throw new Error(
-        `migration ${name} is not in packages/db/src/migrations.sha256. Once it is final, add it: ` +
-          `(cd prisma/migrations && sha256sum ${name}/migration.sql) >> packages/db/src/migrations.sha256`,
+    const problems = [...current.keys()]
+      .filter((name) => !names.has(name))
+      .map((name) =>
+        // A new migration named before a landed one would be applied out of order on existing databases.
+        name < last
+          ? `migration ${name} sorts before ${last}, which has landed: name new migrations with a later timestamp.`
+          : `migration ${name} is not in packages/db/src/migrations.sha256. Once it is final, add it: ` +
+            `(cd prisma/migrations && sha256sum ${name}/migration.sql) >> packages/db/src/migrations.sha256`,
       );
-    }
+    if (problems.length > 0) throw new Error(problems.join('\n'));
+    expect(problems).toEqual([]);
   });
 });

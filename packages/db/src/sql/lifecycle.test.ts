@@ -15,7 +15,7 @@ import { cancelTask, deleteOrphanTriggers, lockStaleRuns } from './recovery';
 import { recordRejection } from './rejections';
 import { firedUnapplied, resumeFromTriggers, retriesDue, timeoutDeferrals } from './resume';
 import { CHANNELS, type DispatchRow } from './rows';
-import { deferRun, deferRuns, failRun, heartbeatRuns, startRun, startRuns, succeedRun, succeedRuns, type DeferKey, type RunKey } from './run';
+import { deferRun, deferRuns, failRun, heartbeatRuns, startRun, startRuns, succeedRun, succeedRuns, type DeferKey } from './run';
 import { assignedTriggerCount, assignedTriggerIds, claimTriggers, recordTriggerOutcomes, releaseTriggers, triggererLoad } from './triggers';
 
 const ACTOR = 'lifecycle-test';
