@@ -73,7 +73,7 @@ describe('crashes and lost messages: no accepted task is lost or stuck', () => {
     // The reaper moved the dead worker's run to up_for_retry; the retry ran once.
     expect(count(log, 'running', 'up_for_retry')).toBe(1);
     expect(count(log, 'running', 'success')).toBe(1);
-  });
+  }, 180_000);
 
   test('a worker frozen past the reap threshold: the retry that lands on it again keeps its heartbeat', async () => {
     // Try 1 holds its slot for 6 s and ignores the abort. The worker is frozen (SIGSTOP, as in a
@@ -100,7 +100,7 @@ describe('crashes and lost messages: no accepted task is lost or stuck', () => {
     const log = await transitions(sys.env, id);
     expect(count(log, 'running', 'up_for_retry')).toBe(1);
     expect(log.filter((r) => r.to_state === 'success').map((r) => r.try_number)).toEqual([2]);
-  });
+  }, 180_000);
 
   test('kill -9 of the triggerer while tasks are deferred: after a restart every task completes once', async () => {
     const ids: string[] = [];
@@ -116,7 +116,7 @@ describe('crashes and lost messages: no accepted task is lost or stuck', () => {
     sys.apps.push(replacement);
     await replacement.started(START_TIMEOUT_MS);
     await expectEachCompletedOnce(sys, ids);
-  });
+  }, 180_000);
 
   test('Redis emptied while tasks are queued and deferred: every task still completes once', async () => {
     // Stop the worker so that dispatched tasks sit queued, with their jobs only in Redis.
@@ -140,5 +140,5 @@ describe('crashes and lost messages: no accepted task is lost or stuck', () => {
     sys.apps.push(again);
     await again.started(START_TIMEOUT_MS);
     await expectEachCompletedOnce(sys, [...queued, ...deferred]);
-  });
+  }, 180_000);
 });
