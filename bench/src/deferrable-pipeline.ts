@@ -21,6 +21,8 @@ export interface PipelineOptions {
   rate: number | null;
   redisPid: number | null;
   instrument: Instrumentation | null;
+  /** `--retention`: the scheduler deletes finished rows RETENTION_MS after they end, during the run. */
+  retention: boolean;
 }
 
 export type Stage =
@@ -55,7 +57,12 @@ export interface DeferrableFigures {
   cpuMsPerCycle: number;
   /** Tasks that ran more or less than twice, or lack a resume record. */
   anomalies: number;
+  /** With --retention: rows of the tables retention bounds, the most seen during the run and at its end. */
+  tableRows: { max: SQL.TableRows; end: SQL.TableRows } | null;
 }
+
+/** `--retention`: finished rows (and rejections) are deleted this long after they end. */
+export const BENCH_RETENTION_MS = 2000;
 
 /**
  * Environment of the three apps: the bench fixture, warn logs, the configuration's production
@@ -68,8 +75,18 @@ export const BENCH_DISPATCH_AHEAD = 1000;
 // A key of the benchmark's own: the apps warn (and the report would count it) on the development key.
 const BENCH_KWARGS_KEY = randomBytes(32).toString('base64');
 
-function benchDefaults(o: Pick<PipelineOptions, 'slots' | 'eventConcurrency' | 'dispatchBatch'>): Record<string, string> {
+function benchDefaults(o: Pick<PipelineOptions, 'slots' | 'eventConcurrency' | 'dispatchBatch' | 'retention'>): Record<string, string> {
+  // Job rows live longer than the triggerers' health threshold: a live process's row must never go.
+  const retention: Record<string, string> = o.retention
+    ? {
+        DEFERRABLE_RETENTION_MS: String(BENCH_RETENTION_MS),
+        DEFERRABLE_REJECTION_RETENTION_MS: String(BENCH_RETENTION_MS),
+        DEFERRABLE_JOB_RETENTION_MS: '60000',
+        DEFERRABLE_RETENTION_INTERVAL_MS: '500',
+      }
+    : {};
   return {
+    ...retention,
     LOG_LEVEL: 'warn',
     DEFERRABLE_KWARGS_KEYS: BENCH_KWARGS_KEY,
     DEFERRABLE_MODULES: path.join(__dirname, 'fixture.js'),
@@ -95,7 +112,7 @@ function appSettings(o: PipelineOptions): Record<string, string> {
 
 /** Variables of the benchmark's environment that change what the apps do, for the report. */
 export function environmentOverrides(): string[] {
-  const keys = [...Object.keys(benchDefaults({ slots: 1, eventConcurrency: 1, dispatchBatch: 1 })), 'PGOPTIONS', 'NODE_OPTIONS'];
+  const keys = [...Object.keys(benchDefaults({ slots: 1, eventConcurrency: 1, dispatchBatch: 1, retention: true })), 'PGOPTIONS', 'NODE_OPTIONS'];
   return keys.filter((k) => process.env[k] !== undefined).map((k) => `${k}=${process.env[k]}`);
 }
 
@@ -131,20 +148,36 @@ async function readCounters(url: string): Promise<SQL.DbCounters> {
   }
 }
 
+/** The most rows seen in each table so far, counted at most once a second. */
+class TableRowsSampler {
+  max: SQL.TableRows = { task_instance: 0, task_transition: 0, job: 0, rejection: 0 };
+  private lastAt = 0;
+
+  async sample(db: Client, force = false): Promise<SQL.TableRows | null> {
+    if (!force && Date.now() - this.lastAt < 1000) return null;
+    this.lastAt = Date.now();
+    const rows = SQL.TableRows.parse((await db.query(SQL.TABLE_ROWS)).rows[0]);
+    for (const k of Object.keys(rows) as (keyof SQL.TableRows)[]) this.max[k] = Math.max(this.max[k], rows[k]);
+    return rows;
+  }
+}
+
 /** Enqueues the tasks in chunks and waits until all succeeded; returns when it started. */
-async function drive(db: Client, o: PipelineOptions): Promise<{ startedAt: number; statements: number }> {
+async function drive(db: Client, o: PipelineOptions, sampler: TableRowsSampler | null): Promise<{ startedAt: number; statements: number }> {
   let statements = 0;
   const startedAt = Date.now();
   for (const chunk of arrivals(spreadDelays(o.tasks), o.rate)) {
     await sleepUntil(startedAt + chunk.atMs);
     await db.query(SQL.ENQUEUE, [BENCH_TASK, chunk.delays]);
     statements++;
+    if (sampler && (await sampler.sample(db))) statements++;
   }
   await waitFor(
     async () => {
       statements++;
       const { pending, failed } = (await db.query<{ pending: boolean; failed: boolean }>(SQL.PROGRESS)).rows[0]!;
       if (failed) throw new Error('tasks failed or were cancelled');
+      if (sampler && (await sampler.sample(db))) statements++;
       return !pending;
     },
     o.timeoutMs,
@@ -211,6 +244,8 @@ export async function runDeferrable(o: PipelineOptions): Promise<DeferrableFigur
   const db = new Client({ connectionString: env.databaseUrl, application_name: 'deferrable-bench' });
   await db.connect();
   await db.query(SQL.KEEP_FIRED_TRIGGERS);
+  await db.query(SQL.KEEP_DELETED_TASKS);
+  const sampler = o.retention ? new TableRowsSampler() : null;
   const apps: AppProcess[] = [];
   const undoApps = onTeardown('app processes', async () => {
     await Promise.all(apps.map((a) => a.stop()));
@@ -221,8 +256,15 @@ export async function runDeferrable(o: PipelineOptions): Promise<DeferrableFigur
     const countersBefore = await readCounters(env.databaseUrl);
     const redisBefore = await redisCommands(env.redis);
     const cpuBefore = cpuSnapshot();
-    const { startedAt, statements } = await drive(db, o);
+    const { startedAt, statements } = await drive(db, o, sampler);
     const cpuAfter = cpuSnapshot();
+    // Retention catches up with the last finished tasks (it runs every 500 ms).
+    const tableRowsEnd = sampler
+      ? await waitFor(async () => {
+          const rows = await sampler.sample(db, true);
+          return rows && rows.task_instance === 0 ? rows : null;
+        }, 30_000, 'retention to delete the finished tasks', 250)
+      : null;
     const redisAfter = await redisCommands(env.redis);
     const backends = new Set((await db.query<{ pid: number }>(SQL.BACKEND_PIDS)).rows.map((r) => r.pid));
     const pidsOf = (n: AppName) => new Set(apps.filter((a) => a.name === n).map((a) => a.pid));
@@ -253,6 +295,7 @@ export async function runDeferrable(o: PipelineOptions): Promise<DeferrableFigur
       redisCommandsPerCycle: (redisAfter - redisBefore) / o.tasks,
       cpu,
       cpuMsPerCycle: cpuMsPer(cpu, ['scheduler', 'triggerer', 'worker', 'bench', 'postgres (this db)', 'redis'], o.tasks),
+      tableRows: sampler && tableRowsEnd ? { max: sampler.max, end: tableRowsEnd } : null,
     };
   } finally {
     await undoApps();

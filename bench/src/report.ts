@@ -4,6 +4,7 @@ import { fmt, table } from './table';
 import { TARGETS, type LifecycleOptions, type RunFigures } from './types';
 import { BENCH_DISPATCH_AHEAD, environmentOverrides } from './deferrable-pipeline';
 import type { MachineFacts } from './machine';
+import type { TableRows } from './sql';
 
 const medianOf = (runs: readonly RunFigures[], f: (r: RunFigures) => number): number => median(runs.map(f));
 
@@ -75,6 +76,19 @@ function cpuTable(runs: readonly RunFigures[]): string {
   ].join('\n');
 }
 
+function tableRowLines(runs: readonly RunFigures[]): string[] {
+  const measured = runs.flatMap((r, i) => (r.deferrable.tableRows ? [{ run: i + 1, rows: r.deferrable.tableRows }] : []));
+  if (measured.length === 0) return [];
+  const tables: (keyof TableRows)[] = ['task_instance', 'task_transition', 'job', 'rejection'];
+  return [
+    table(
+      ['rows with --retention (most during the run / at the end)', ...measured.map((m) => `run ${m.run}`)],
+      tables.map((t) => [t, ...measured.map((m) => `${m.rows.max[t]} / ${m.rows.end[t]}`)]),
+    ),
+    '',
+  ];
+}
+
 function problemLines(runs: readonly RunFigures[]): string[] {
   const lines = runs.flatMap((r, i) =>
     Object.entries(r.deferrable.appProblems).map(([msg, n]) => `  run ${i + 1}: ${n} x ${msg}`),
@@ -108,6 +122,7 @@ export function printReport(o: LifecycleOptions, m: MachineFacts, runs: readonly
     ...(runs.some((r) => r.instrumentNotes.length > 0)
       ? ['INSTRUMENTED RUN (--census/--cpu-prof): the figures above include the instrumentation overhead.', ...runs.flatMap((r) => r.instrumentNotes), '']
       : []),
+    ...tableRowLines(runs),
     ...problemLines(runs),
     `target cycles/s >= ${TARGETS.cyclesPerS}: ${verdict(cycles, TARGETS.cyclesPerS, true)}`,
     `target resume p99 <= ${TARGETS.resumeP99Ms} ms: ${verdict(p99, TARGETS.resumeP99Ms, false)}`,
@@ -132,6 +147,8 @@ export function printReport(o: LifecycleOptions, m: MachineFacts, runs: readonly
     rate: o.rate,
     environment_overrides: environmentOverrides(),
     instrumented: o.instrument !== null,
+    retention: o.retention,
+    table_rows: runs.map((r) => r.deferrable.tableRows),
     cpu_ms_per_cycle: round(medianOf(runs, (r) => r.deferrable.cpuMsPerCycle), 2),
     baseline_cpu_ms_per_cycle: round(medianOf(runs, (r) => r.baseline.cpuMsPerCycle), 2),
     per_run: runs.map((r) => ({

@@ -10,7 +10,7 @@ import { interrupted, teardownAll, teardownOnSignals } from './teardown';
  * report and, as its very last line, one JSON object.
  */
 const USAGE = `usage: npm run bench -- lifecycle [--tasks N] [--runs R] [--slots S] [--event-concurrency C]
-         [--dispatch-batch B] [--schedulers S] [--triggerers T] [--timeout-s T] [--rate R] [--census] [--cpu-prof]
+         [--dispatch-batch B] [--schedulers S] [--triggerers T] [--timeout-s T] [--rate R] [--census] [--cpu-prof] [--retention]
   --tasks              task instances per run (default 10000)
   --runs               measurements; the report gives medians (default 1)
   --slots              worker slots, and the BullMQ-only worker's concurrency (default 128; the
@@ -22,7 +22,9 @@ const USAGE = `usage: npm run bench -- lifecycle [--tasks N] [--runs R] [--slots
   --timeout-s          give up on a pipeline after this long (default 300)
   --rate               enqueue at this many tasks/s (open loop) instead of all at once
   --census             count SQL statements and Redis commands per process (instrumented: slower)
-  --cpu-prof           write a V8 CPU profile of each process into bench/results/ and summarise it`;
+  --cpu-prof           write a V8 CPU profile of each process into bench/results/ and summarise it
+  --retention          the scheduler deletes finished rows 2 s after they end, during the run;
+                       reports the rows of task_instance, task_transition, job and rejection`;
 
 const TRIGGERER_USAGE = `usage: npm run bench -- triggerer [--triggers N] [--failover-triggers F] [--lead-s L] [--spread-s S]
   --triggers           timer triggers on one replica (default 100000)
@@ -93,9 +95,10 @@ const Options = z.object({
   rate: z.coerce.number().min(1).optional(),
   census: z.boolean().default(false),
   'cpu-prof': z.boolean().default(false),
+  retention: z.boolean().default(false),
 });
 
-const FLAGS = new Set(['census', 'cpu-prof']);
+const FLAGS = new Set(['census', 'cpu-prof', 'retention']);
 
 function parseCommandLine(): { values: Record<string, unknown>; positionals: string[] } | null {
   try {
@@ -132,6 +135,7 @@ async function main(): Promise<number> {
       replicas: { scheduler: o.schedulers, triggerer: o.triggerers },
       timeoutMs: o['timeout-s'] * 1000,
       rate: o.rate ?? null,
+      retention: o.retention,
       instrument:
         o.census || o['cpu-prof']
           ? { root: path.join(__dirname, '..', 'results', new Date().toISOString().replace(/[:.]/g, '-')), census: o.census, cpuProf: o['cpu-prof'] }

@@ -30,6 +30,33 @@ END $$;
 CREATE TRIGGER bench_keep_fired AFTER DELETE ON trigger REFERENCING OLD TABLE AS gone
 FOR EACH STATEMENT EXECUTE FUNCTION bench_keep_fired();`;
 
+// With --retention the scheduler deletes finished task instances (and, by cascade, their
+// transitions) during the run: keep a copy of each, row by row before it goes, so that the run is
+// still measured from the state of record. Without --retention nothing is deleted and the copies
+// stay empty.
+export const KEEP_DELETED_TASKS = `
+CREATE TABLE bench_deleted_task (id uuid PRIMARY KEY, state task_state, dispatch_attempt int);
+CREATE TABLE bench_deleted_transition (LIKE task_transition);
+CREATE FUNCTION bench_keep_deleted_task() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO bench_deleted_task VALUES (OLD.id, OLD.state, OLD.dispatch_attempt);
+  INSERT INTO bench_deleted_transition SELECT * FROM task_transition WHERE task_instance_id = OLD.id;
+  RETURN OLD;
+END $$;
+CREATE TRIGGER bench_keep_deleted_task BEFORE DELETE ON task_instance
+FOR EACH ROW EXECUTE FUNCTION bench_keep_deleted_task();`;
+
+const TASKS = `(SELECT id, state, dispatch_attempt FROM task_instance UNION ALL SELECT id, state, dispatch_attempt FROM bench_deleted_task)`;
+const TRANSITIONS = `(SELECT task_instance_id, from_state, to_state, at FROM task_transition
+                     UNION ALL SELECT task_instance_id, from_state, to_state, at FROM bench_deleted_transition)`;
+
+/** The tables retention keeps bounded, counted (during the run only with --retention). */
+export const TABLE_ROWS = `
+SELECT (SELECT count(*) FROM task_instance)::int AS task_instance, (SELECT count(*) FROM task_transition)::int AS task_transition,
+       (SELECT count(*) FROM job)::int AS job, (SELECT count(*) FROM rejection)::int AS rejection`;
+export const TableRows = z.object({ task_instance: z.number(), task_transition: z.number(), job: z.number(), rejection: z.number() });
+export type TableRows = z.infer<typeof TableRows>;
+
 const FIRED = `(SELECT id, fired_at, event FROM trigger WHERE fired_at IS NOT NULL
                UNION ALL SELECT id, fired_at, event FROM bench_fired)`;
 
@@ -37,9 +64,9 @@ const FIRED = `(SELECT id, fired_at, event FROM trigger WHERE fired_at IS NOT NU
 // leads) instead of counting the table.
 export const PROGRESS = `
 SELECT EXISTS (SELECT 1 FROM task_instance WHERE state IN ('scheduled', 'queued', 'running', 'deferred', 'up_for_retry')) AS pending,
-       EXISTS (SELECT 1 FROM task_instance WHERE state IN ('failed', 'cancelled', 'skipped')) AS failed`;
+       EXISTS (SELECT 1 FROM ${TASKS} t WHERE state IN ('failed', 'cancelled', 'skipped')) AS failed`;
 
-export const COUNT_SUCCEEDED = `SELECT count(*)::int AS n FROM task_instance WHERE state = 'success'`;
+export const COUNT_SUCCEEDED = `SELECT count(*)::int AS n FROM ${TASKS} t WHERE state = 'success'`;
 
 /**
  * One row per task with the instants (epoch ms, float) of its resume path. The trigger is found by
@@ -63,7 +90,7 @@ WITH tr AS (
     min(at) FILTER (WHERE to_state = 'deferred') AS deferred,
     min(at) FILTER (WHERE from_state = 'deferred' AND to_state = 'scheduled') AS applied,
     max(at) FILTER (WHERE to_state = 'success') AS succeeded
-  FROM task_transition GROUP BY task_instance_id
+  FROM ${TRANSITIONS} tt GROUP BY task_instance_id
 )
 SELECT
   extract(epoch FROM (t.event->'payload'->>'moment')::timestamptz)::float8 * 1000 AS due,
@@ -95,7 +122,7 @@ export type ResumePathRow = z.infer<typeof ResumePathRow>;
 
 // BullMQ jobs the run published: one dispatch job per dispatch attempt, one event job per trigger.
 export const JOBS_PUBLISHED = `
-SELECT (SELECT coalesce(sum(dispatch_attempt), 0) FROM task_instance)::int AS dispatch_jobs,
+SELECT (SELECT coalesce(sum(dispatch_attempt), 0) FROM ${TASKS} t)::int AS dispatch_jobs,
        (SELECT count(*) FROM ${FIRED} f)::int AS event_jobs`;
 
 export const JobsPublished = z.object({ dispatch_jobs: z.number(), event_jobs: z.number() });

@@ -14,6 +14,8 @@ export interface LifecycleOptions {
   rate: number | null;
   /** `--census` / `--cpu-prof`: instrument the processes (slower) and keep what they wrote here. */
   instrument: { root: string; census: boolean; cpuProf: boolean } | null;
+  /** `--retention`: run with retention on (a short retention age) and report the table sizes. */
+  retention: boolean;
 }
 
 export interface RunFigures {

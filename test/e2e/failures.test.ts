@@ -1,3 +1,4 @@
+import { DeferrableClient } from '@deferrable/sdk';
 import { bullPrefix, taskDispatch } from '@deferrable/queues';
 import { Queue } from 'bullmq';
 import { AppProcess } from '@deferrable/testkit';
@@ -94,8 +95,11 @@ describe('failures are recorded where a person sees them, and the processes keep
     expect(await snapshot()).toBe(before);
   });
 
-  test('an unknown task name fails that task with the reason, and the worker keeps working', async () => {
-    const { id } = await sys.client.enqueue({ task: 'no.such-task' });
+  test('an unknown task name is refused at enqueue; one written anyway fails with the reason, and the worker keeps working', async () => {
+    await expect(sys.client.enqueue({ task: 'no.such-task' })).rejects.toMatchObject({ code: 'UNKNOWN_TASK_TYPE' });
+    // A deployment that allows unregistered task types (or a worker without the code, in a skew).
+    const unchecked = new DeferrableClient({ databaseUrl: sys.env.databaseUrl, allowUnregisteredTasks: true });
+    const { id } = await unchecked.enqueue({ task: 'no.such-task' }).finally(() => unchecked.close());
     const done = await sys.client.waitFor(id, { timeoutMs: 15_000 });
     expect(done.state).toBe('failed');
     expect(done.error).toMatchObject({ code: 'UNKNOWN_TASK_TYPE' });
@@ -159,8 +163,9 @@ describe('failures are recorded where a person sees them, and the processes keep
       const r = await sys.env.db.pool.query('SELECT 1 FROM trigger WHERE id = $1 AND triggerer_id IS NOT NULL', [triggerId]);
       return r.rowCount === 1;
     });
-    expect(await sys.client.cancel(id)).toBe(true);
-    expect(await sys.client.cancel(id)).toBe(false);
+    expect((await sys.client.cancel(id)).state).toBe('cancelled');
+    // A second cancel is refused with a typed error that says why.
+    await expect(sys.client.cancel(id)).rejects.toMatchObject({ code: 'INVALID_TRANSITION', from: 'cancelled' });
     expect((await sys.client.get(id))!.state).toBe('cancelled');
     await triggerer.waitForLog((r) => r.triggerId === triggerId && r.msg.includes('cancelling'), 10_000);
     await waitFor(async () => {

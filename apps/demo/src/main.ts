@@ -71,7 +71,7 @@ async function main(): Promise<void> {
   const sensorFile = path.join(mkdtempSync(path.join(tmpdir(), 'deferrable-demo-')), 'ready.flag');
   const ids: { id: string; what: string }[] = [];
   for (let i = 1; i <= 5; i++) {
-    const { id } = await client.enqueue({ task: 'examples.wait-and-report', args: { seconds: 2 + (i % 3), label: `timer #${i}` } });
+    const { id } = await client.enqueue({ task: 'examples.wait-and-report', args: { seconds: 2 + (i % 3) } });
     ids.push({ id, what: `wait-and-report ${2 + (i % 3)} s` });
   }
   const sensor = await client.enqueue({ task: 'examples.wait-for-file', args: { path: sensorFile, pollMs: 200, timeoutSeconds: 30 } });

@@ -2,6 +2,7 @@ import { loadConfig, SchedulerConfigSchema } from '@deferrable/config';
 import { migrate } from '@deferrable/db';
 import { createResources, runApp, Scheduler } from '@deferrable/engine';
 import { createLogger } from '@deferrable/logging';
+import { enqueueTask, TaskCatalog } from '@deferrable/catalog';
 
 void runApp('scheduler', async () => {
   const config = loadConfig(SchedulerConfigSchema);
@@ -10,6 +11,10 @@ void runApp('scheduler', async () => {
   const migrated = await migrate(config.DATABASE_URL);
   if (migrated.applied.length) logger.info({ applied: migrated.applied }, 'migrations applied');
   const res = createResources(config, logger);
+  // Task requests are checked against the task catalog, as every entry checks them.
+  const catalog = new TaskCatalog(res.db.pool, {
+    allowUnregistered: config.DEFERRABLE_ALLOW_UNREGISTERED_TASKS,
+  });
   const scheduler = new Scheduler(res, {
     pollMs: config.DEFERRABLE_POLL_MS,
     dispatchBatch: config.DEFERRABLE_DISPATCH_BATCH,
@@ -17,9 +22,13 @@ void runApp('scheduler', async () => {
     reapAfterMs: config.DEFERRABLE_REAP_AFTER_MS,
     redispatchAfterMs: config.DEFERRABLE_REDISPATCH_AFTER_MS,
     cleanupIntervalMs: config.DEFERRABLE_CLEANUP_INTERVAL_MS,
+    retentionMs: config.DEFERRABLE_RETENTION_MS,
+    jobRetentionMs: config.DEFERRABLE_JOB_RETENTION_MS,
+    rejectionRetentionMs: config.DEFERRABLE_REJECTION_RETENTION_MS,
+    retentionIntervalMs: config.DEFERRABLE_RETENTION_INTERVAL_MS,
     eventConcurrency: config.DEFERRABLE_EVENT_CONCURRENCY,
     heartbeatMs: 2000,
-    maxPayloadBytes: config.DEFERRABLE_MAX_PAYLOAD_BYTES,
+    enqueue: (request, { actor }) => enqueueTask(res.db.pool, catalog, request, { actor }),
   });
   return {
     logger,

@@ -1,3 +1,4 @@
+import { table } from './table';
 import { listJobs, type JobRow, type JobType, type Queryable } from '@deferrable/db';
 
 export const JOB_TYPES: readonly JobType[] = ['scheduler', 'triggerer', 'worker'];
@@ -21,9 +22,7 @@ export function formatJobs(jobs: readonly JobRow[], thresholdMs: number): string
     j.queues.join(',') || '-',
     j.started_at.toISOString().replace('T', ' ').slice(0, 19),
   ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
-  return [line(header), ...rows.map(line)].join('\n');
+  return table(header, rows);
 }
 
 export interface CheckResult {

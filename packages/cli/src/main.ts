@@ -1,7 +1,8 @@
 #!/usr/bin/env node
-import { createDb, ensureDatabase, listJobs, migrate, type JobType } from '@deferrable/db';
+import { createDb, ensureDatabase, listJobs, listTaskTypes, migrate, taskTypeConflicts, type JobType } from '@deferrable/db';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { checkJobs, formatJobs, JOB_TYPES } from './jobs';
+import { formatTaskTypes } from './task-types';
 
 /** `deferrable`: operate a deployment (in the spirit of `airflow jobs list|check`). */
 const program = new Command('deferrable').description('operate a Deferrable deployment');
@@ -51,6 +52,24 @@ jobs
       const result = await checkJobs(db.pool, o);
       console.log(result.message);
       process.exitCode = result.ok ? 0 : 1;
+    } finally {
+      await db.close();
+    }
+  });
+
+program
+  .command('task-types')
+  .description('the task catalog: task types the workers registered')
+  .command('list')
+  .description('list task types (queue, tries, timeout, callbacks) and those live workers define differently')
+  .addOption(dbUrl)
+  .addOption(threshold)
+  .option('--json', 'print JSON')
+  .action(async (o: { databaseUrl: string; thresholdMs: number; json?: boolean }) => {
+    const db = createDb({ url: o.databaseUrl, poolMax: 1, applicationName: 'deferrable-cli' });
+    try {
+      const [types, conflicts] = await Promise.all([listTaskTypes(db.pool), taskTypeConflicts(db.pool, o.thresholdMs)]);
+      console.log(o.json ? JSON.stringify({ taskTypes: types, conflicts }, null, 2) : formatTaskTypes(types, conflicts));
     } finally {
       await db.close();
     }

@@ -19,6 +19,9 @@ const csv = (def: string) =>
     .default(def)
     .transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean));
 
+const bool = (def: boolean) =>
+  z.preprocess(unsetIfEmpty, z.enum(['true', 'false', '1', '0']).default(def ? 'true' : 'false')).transform((v) => v === 'true' || v === '1');
+
 /** -1 disables the health endpoint; 0 picks a free port. */
 const healthPort = (def: number) => z.preprocess(unsetIfEmpty, z.coerce.number().int().min(-1).max(65535).default(def));
 
@@ -78,6 +81,14 @@ export const SchedulerConfigSchema = z.object({
   DEFERRABLE_REDISPATCH_AFTER_MS: int(10000, 100),
   DEFERRABLE_CLEANUP_INTERVAL_MS: int(5000, 10),
   DEFERRABLE_EVENT_CONCURRENCY: int(256, 1),
+  /** Record task requests for task types no worker has registered in the catalog (off: refused). */
+  DEFERRABLE_ALLOW_UNREGISTERED_TASKS: bool(false),
+  /** Retention (0 keeps rows for ever): finished task instances and their transitions, by ended_at. */
+  DEFERRABLE_RETENTION_MS: int(7 * 24 * 3600 * 1000),
+  /** Job rows, by ended_at or (a process killed with kill -9) latest_heartbeat. */
+  DEFERRABLE_JOB_RETENTION_MS: int(7 * 24 * 3600 * 1000),
+  DEFERRABLE_REJECTION_RETENTION_MS: int(7 * 24 * 3600 * 1000),
+  DEFERRABLE_RETENTION_INTERVAL_MS: int(60_000, 10),
 });
 
 export type WorkerConfig = z.output<typeof WorkerConfigSchema>;

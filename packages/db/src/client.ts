@@ -30,7 +30,8 @@ export function createDb(options: DbOptions): Db {
   });
   // An idle client's error (server restart) must not crash the process; the pool replaces it.
   pool.on('error', () => undefined);
-  const prisma = new PrismaClient({ adapter: new PrismaPg(pool) });
+  // Minimal errors: no code frames of our own source in messages a user reads.
+  const prisma = new PrismaClient({ adapter: new PrismaPg(pool), errorFormat: 'minimal' });
   let closed = false;
   return {
     pool,

@@ -12,8 +12,11 @@ export function isTransientDbError(err: unknown): boolean {
   const { code, message, errors } = err as { code?: unknown; message: string; errors?: unknown };
   // Connecting to a name with several addresses fails with one error per address.
   if (Array.isArray(errors) && errors.some(isTransientDbError)) return true;
+  // Prisma reports an unreachable server with its own codes (the driver's error is its cause).
+  const cause = (err as { cause?: unknown }).cause;
+  if (cause !== undefined && cause !== err && isTransientDbError(cause)) return true;
   if (typeof code === 'string') {
-    if (NODE_CODES.has(code)) return true;
+    if (NODE_CODES.has(code) || PRISMA_CODES.has(code)) return true;
     if (/^[0-9A-Z]{5}$/.test(code)) {
       // SQLSTATE class 08: connection exception (not 08P01, a protocol violation: a bug that
       // would only repeat).
@@ -30,6 +33,9 @@ export function isTransientDbError(err: unknown): boolean {
 }
 
 const NODE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ENOTFOUND']);
+
+// Can't reach the server, timed out connecting, operation timed out, server closed the connection.
+const PRISMA_CODES = new Set(['P1001', 'P1002', 'P1008', 'P1017']);
 
 const SQLSTATES = new Set([
   '57P01', // admin_shutdown: the server is shutting down, or the backend was terminated

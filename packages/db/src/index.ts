@@ -11,5 +11,7 @@ export * from './sql/recovery';
 export * from './sql/jobs';
 export * from './sql/triggers';
 export * from './sql/rejections';
+export * from './sql/retention';
 export { PrismaClient } from './generated/prisma/client';
 export * from './errors';
+export * from './sql/task-types';

@@ -7,6 +7,8 @@ export type ErrorCode =
   | 'INVALID_TRANSITION'
   | 'INVALID_INPUT'
   | 'UNKNOWN_TASK_TYPE'
+  | 'TASK_NOT_FOUND'
+  | 'DATABASE_UNAVAILABLE'
   | 'UNKNOWN_TRIGGER_TYPE'
   | 'UNKNOWN_CALLBACK'
   | 'TRIGGER_TIMEOUT'
@@ -61,8 +63,36 @@ export class InvalidInputError extends DeferrableError {
 }
 
 export class UnknownTaskTypeError extends DeferrableError {
-  constructor(readonly taskName: string) {
-    super('UNKNOWN_TASK_TYPE', `no task type named "${taskName}" is registered`, { retryable: false });
+  /**
+   * `suggestions`: registered names close to this one; `hint`: what to do (the catalog says
+   * when no worker has registered any task type yet).
+   */
+  constructor(
+    readonly taskName: string,
+    readonly suggestions: readonly string[] = [],
+    hint?: string,
+  ) {
+    const didYouMean = suggestions.length ? `; did you mean ${suggestions.map((s) => `"${s}"`).join(' or ')}?` : '';
+    super('UNKNOWN_TASK_TYPE', `no task type named "${taskName}" is registered${didYouMean}${hint ? ` (${hint})` : ''}`, { retryable: false });
+  }
+}
+
+export class TaskNotFoundError extends DeferrableError {
+  constructor(readonly taskInstanceId: string) {
+    super('TASK_NOT_FOUND', `no task instance with id ${taskInstanceId}`, { retryable: false });
+  }
+}
+
+/**
+ * PostgreSQL could not be reached, or dropped the connection (a restart, a failover). Retryable:
+ * send the same request again, with the same idempotency key, so that a write that did commit is
+ * not made twice.
+ */
+export class DatabaseUnavailableError extends DeferrableError {
+  constructor(options: { cause?: unknown } = {}) {
+    // The driver's last line says what happened (Prisma puts its invocation before it).
+    const reason = options.cause instanceof Error ? `: ${options.cause.message.trim().split('\n').pop() ?? ''}` : '';
+    super('DATABASE_UNAVAILABLE', `the database is unavailable${reason}; retry with the same idempotency key`, { ...options, retryable: true });
   }
 }
 
@@ -188,6 +218,10 @@ export function describeError(code: ErrorCode): string {
       return 'the input did not match its schema';
     case 'UNKNOWN_TASK_TYPE':
       return 'no worker has this task type registered';
+    case 'TASK_NOT_FOUND':
+      return 'no task instance has this id';
+    case 'DATABASE_UNAVAILABLE':
+      return 'the database could not be reached; the request may be retried';
     case 'UNKNOWN_TRIGGER_TYPE':
       return 'no triggerer has this trigger type registered';
     case 'UNKNOWN_CALLBACK':

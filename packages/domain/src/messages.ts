@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { JsonSchema, StorableString } from './json';
-import { RetryPolicySchema } from './retry';
+import { RetryOverrideSchema } from './retry';
 
 /** Notification to workers: run this try of this task instance (dispatch attempt n). */
 export const TaskDispatchMessageSchema = z.object({
@@ -27,20 +27,26 @@ export const TriggerFiredHintSchema = z
   .transform((s) => s.split(','))
   .pipe(z.array(z.uuid()).min(1).max(MAX_FIRED_HINT_IDS));
 
-const TaskName = z.string().min(1).max(200).regex(/^[A-Za-z0-9_.:-]+$/, 'letters, digits and _ . : - only');
+/** A task type's name, as registered and as requests name it. */
+export const TaskNameSchema = z.string().min(1).max(200).regex(/^[A-Za-z0-9_.:-]+$/, 'letters, digits and _ . : - only');
+/** A task queue's name (part of a BullMQ queue name: no ':'). */
+export const QueueNameSchema = z.string().min(1).max(100).regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits and _ . - only');
+/** A task's priority: higher runs first. */
+export const PrioritySchema = z.number().int().min(-1000).max(1000);
+/** A task's execution timeout, in ms (at most 7 days). */
+export const ExecutionTimeoutSchema = z.number().int().min(1).max(7 * 24 * 3600 * 1000);
 
 /** A request to run a task, from the SDK or from any BullMQ client on the task-request queue. */
 export const EnqueueRequestSchema = z
   .object({
-    task: TaskName,
+    task: TaskNameSchema,
     args: JsonSchema.default({}),
     idempotencyKey: StorableString.min(1).max(200).optional(),
-    queue: z.string().min(1).max(100).regex(/^[A-Za-z0-9_.-]+$/).optional(),
-    priority: z.number().int().min(-1000).max(1000).optional(),
+    queue: QueueNameSchema.optional(),
+    priority: PrioritySchema.optional(),
     maxTries: z.number().int().min(1).max(1000).optional(),
-    // strict: an unknown key (say retry.maxTries, which belongs at the top) is refused, not dropped.
-    retry: RetryPolicySchema.partial().omit({ maxTries: true }).strict().optional(),
-    executionTimeoutMs: z.number().int().min(1).max(7 * 24 * 3600 * 1000).optional(),
+    retry: RetryOverrideSchema.optional(),
+    executionTimeoutMs: ExecutionTimeoutSchema.optional(),
     /** Earliest time to run, ISO 8601. */
     runAfter: z.iso.datetime({ offset: true }).optional(),
   })

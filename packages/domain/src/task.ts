@@ -46,7 +46,12 @@ export interface TaskType<A = any> {
   readonly callbacks?: Record<string, TaskCallback<A>>;
   readonly retry?: Partial<RetryPolicy>;
   readonly executionTimeoutMs?: number;
+  /** The queue its instances run on unless a request names another (default `default`). */
   readonly queue?: string;
+  /** Other queues a request may name; any other queue is refused at enqueue. */
+  readonly queues?: readonly string[];
+  /** Default priority of its instances (higher runs first). */
+  readonly priority?: number;
 }
 
 export function defineTask<A>(def: TaskType<A>): TaskType<A> {

@@ -1,32 +1,48 @@
 import { silentLogger } from '@deferrable/logging';
 import { Loop } from './loop';
 
+// Jest's fake timers drive the loop's setTimeout: every figure below is exact, whatever the load
+// on the machine (real sleeps made these assertions fail when the machine was busy).
 describe('Loop', () => {
+  beforeEach(() => jest.useFakeTimers());
+  afterEach(() => jest.useRealTimers());
+
+  /** A step that takes `ms` of (fake) time, counting its calls and any overlap. */
+  function slowStep(ms: number) {
+    const s = { calls: 0, active: 0, overlap: false };
+    const step = async () => {
+      if (s.active > 0) s.overlap = true;
+      s.active++;
+      s.calls++;
+      await new Promise((r) => setTimeout(r, ms));
+      s.active--;
+    };
+    return { s, step };
+  }
+
   test('runs at its interval, never two steps at once, and a wake runs the next step at once', async () => {
-    let active = 0;
-    let overlap = false;
-    let steps = 0;
-    const loop = new Loop('t', 10_000, async () => {
-      if (active > 0) overlap = true;
-      active++;
-      steps++;
-      await new Promise((r) => setTimeout(r, 20));
-      active--;
-    }, silentLogger());
+    const { s, step } = slowStep(20);
+    const loop = new Loop('t', 10_000, step, silentLogger());
     loop.start();
-    await new Promise((r) => setTimeout(r, 5));
-    loop.wake(); // during the first step: runs right after it
+    await jest.advanceTimersByTimeAsync(5);
+    expect(s.calls).toBe(1);
+    loop.wake(); // during the first step: runs right after it, once
     loop.wake();
-    await new Promise((r) => setTimeout(r, 100));
-    expect(steps).toBe(2);
-    expect(overlap).toBe(false);
+    await jest.advanceTimersByTimeAsync(100);
+    expect(s.calls).toBe(2);
+    expect(s.overlap).toBe(false);
     loop.wake();
-    await new Promise((r) => setTimeout(r, 50));
-    expect(steps).toBe(3);
-    await loop.stop();
+    await jest.advanceTimersByTimeAsync(50);
+    expect(s.calls).toBe(3);
+    await jest.advanceTimersByTimeAsync(10_000);
+    expect(s.calls).toBe(4); // the interval
+    const stopped = loop.stop();
+    await jest.advanceTimersByTimeAsync(20);
+    await stopped;
     loop.wake();
-    await new Promise((r) => setTimeout(r, 30));
-    expect(steps).toBe(3);
+    await jest.advanceTimersByTimeAsync(30_000);
+    expect(s.calls).toBe(4);
+    expect(s.overlap).toBe(false);
   });
 
   test('a failing step is retried at the next tick', async () => {
@@ -36,9 +52,11 @@ describe('Loop', () => {
       if (calls === 1) throw new Error('transient');
     }, silentLogger());
     loop.start();
-    await new Promise((r) => setTimeout(r, 100));
+    await jest.advanceTimersByTimeAsync(0);
+    expect(calls).toBe(1);
+    await jest.advanceTimersByTimeAsync(10);
+    expect(calls).toBe(2);
     await loop.stop();
-    expect(calls).toBeGreaterThanOrEqual(2);
   });
 
   test('a step that returns a number of milliseconds runs again that soon, not at the interval', async () => {
@@ -48,9 +66,13 @@ describe('Loop', () => {
       return calls < 4 ? 5 : undefined; // three quick looks, then back to the interval
     }, silentLogger());
     loop.start();
-    await new Promise((r) => setTimeout(r, 150));
-    await loop.stop();
+    await jest.advanceTimersByTimeAsync(15);
     expect(calls).toBe(4);
+    await jest.advanceTimersByTimeAsync(9_000);
+    expect(calls).toBe(4);
+    await jest.advanceTimersByTimeAsync(1_000);
+    expect(calls).toBe(5);
+    await loop.stop();
   });
 
   test('a step asking to run again at once still waits a few milliseconds (no spin)', async () => {
@@ -60,9 +82,9 @@ describe('Loop', () => {
       return 0;
     }, silentLogger());
     loop.start();
-    await new Promise((r) => setTimeout(r, 100));
+    await jest.advanceTimersByTimeAsync(100);
     await loop.stop();
-    expect(calls).toBeGreaterThan(1); // it does run again without the 10 s interval
-    expect(calls).toBeLessThanOrEqual(21); // but at most one step per 5 ms
+    // One step at 0 ms, then one every 5 ms: not the 10 s interval, and not a spin.
+    expect(calls).toBe(21);
   });
 });

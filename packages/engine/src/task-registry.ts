@@ -24,6 +24,10 @@ export class TaskRegistry {
     return this.types.has(name);
   }
 
+  all(): TaskType[] {
+    return [...this.types.values()];
+  }
+
   names(): string[] {
     return [...this.types.keys()];
   }

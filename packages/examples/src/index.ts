@@ -1,29 +1,10 @@
 import { access } from 'node:fs/promises';
 import { defineTask } from '@deferrable/domain';
-import { FileTrigger, TimeDeltaTrigger } from '@deferrable/triggers';
+import { FileTrigger } from '@deferrable/triggers';
 import { z } from 'zod';
+import { waitAndReport } from './wait-and-report';
 
-/**
- * Waits on a timer without holding a worker slot, then reports. Airflow's equivalent is a
- * TimeDeltaSensorAsync: `execute` defers; `report` runs later, maybe on another worker.
- */
-export const waitAndReport = defineTask({
-  name: 'examples.wait-and-report',
-  args: z.object({ seconds: z.number().min(0).max(86_400), label: z.string().max(200).default('report') }),
-  execute(ctx) {
-    ctx.defer({
-      trigger: new TimeDeltaTrigger(ctx.args.seconds * 1000, ctx.now()),
-      method: 'report',
-      kwargs: { deferredAt: new Date(ctx.now()).toISOString() },
-    });
-  },
-  callbacks: {
-    report(ctx, event, kwargs) {
-      const deferredAt = Date.parse(String(kwargs.deferredAt));
-      return { label: ctx.args.label, waitedMs: ctx.now() - deferredAt, event };
-    },
-  },
-});
+export { waitAndReport };
 
 /**
  * A sensor: checks a condition once; when it does not hold yet, defers to a trigger that polls it

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { InvalidInputError } from '@deferrable/domain';
-import { createTestEnv, type TestEnv } from '@deferrable/testkit';
+import { createTestEnv, waitFor, type TestEnv } from '@deferrable/testkit';
+import type { Queue } from 'bullmq';
 import { Producer } from './producer';
 import { taskDispatch, triggerEvents } from './catalog';
 import { bullPrefix, keyPattern } from './redis';
@@ -77,6 +78,53 @@ describe('hints over Redis pub/sub', () => {
     } finally {
       await pub.close();
       await sub.close();
+    }
+  });
+});
+
+describe('open queues are bounded', () => {
+  let env: TestEnv;
+  beforeAll(async () => {
+    env = await createTestEnv('producerlru');
+  });
+  afterAll(() => env.cleanup());
+
+  test('past maxOpen queue names, the least recently used queue is closed (its connection ended), and reopened when used again', async () => {
+    const dispatches = new Producer(taskDispatch, env.redisUrl, env.prefix, 4);
+    try {
+      const msg = (n: number) => ({ taskInstanceId: randomUUID(), tryNumber: 1, dispatchAttempt: n });
+      const opened: Queue[] = [];
+      for (let i = 0; i < 10; i++) {
+        await dispatches.add(`q${i}`, msg(1));
+        opened.push(dispatches.queue(`q${i}`));
+      }
+      // The evicted queues' Redis connections are closed, not left open; the 4 most recent stay.
+      const closed = () => opened.map((q) => q.getBackend().connection.status === 'closed');
+      await waitFor(() => closed().filter(Boolean).length === 6, 5000, 'the evicted connections closed');
+      expect(closed()).toEqual([...Array(6).fill(true), ...Array(4).fill(false)]);
+      expect(dispatches.openQueues).toBe(4);
+      // Every add reached Redis, and an evicted name works again.
+      await dispatches.add('q0', msg(2));
+      for (let i = 0; i < 10; i++) expect(await env.redis.exists(`${env.prefix}:tasks.q${i}:meta`)).toBe(1);
+      expect(await dispatches.queue('q0').getJobCounts('waiting', 'prioritized')).toEqual({ waiting: 2, prioritized: 0 });
+      expect(dispatches.openQueues).toBe(4);
+    } finally {
+      await dispatches.close();
+    }
+  });
+
+  test('a queue evicted while an add is in flight closes after the add', async () => {
+    const dispatches = new Producer(taskDispatch, env.redisUrl, env.prefix, 1);
+    try {
+      const adds = [];
+      for (let i = 0; i < 20; i++) adds.push(dispatches.add(`burst${i % 5}`, { taskInstanceId: randomUUID(), tryNumber: 1, dispatchAttempt: 1 }));
+      await Promise.all(adds);
+      expect(dispatches.openQueues).toBe(1);
+      let total = 0;
+      for (let i = 0; i < 5; i++) total += await dispatches.queue(`burst${i}`).getWaitingCount();
+      expect(total).toBe(20);
+    } finally {
+      await dispatches.close();
     }
   });
 });

@@ -1,2 +1,2 @@
-export * from './enqueue';
 export * from './client';
+export { DatabaseUnavailableError, InvalidInputError, InvalidTransitionError, PayloadTooLargeError, TaskNotFoundError, UnknownTaskTypeError } from '@deferrable/domain';

@@ -97,15 +97,33 @@ export async function dispatchIds(db: Queryable, ids: readonly string[], actor: 
   return (await db.query<DispatchRow>(DISPATCH_IDS, [ids, actor])).rows;
 }
 
-// queued rows older than the grace period; index task_instance_queued_idx (partial: queued rows).
+// queued rows older than the grace period, after a cursor (queued_at, id) in that order, so a
+// scan in bounded steps visits every row. Index task_instance_queued_idx (partial: queued rows,
+// which the backlog marks keep few); the order across queues is a sort of those.
 const STALE_QUEUED = `
-SELECT id, try_number, dispatch_attempt, queue, priority, next_method FROM task_instance
+SELECT id, try_number, dispatch_attempt, queue, priority, next_method, queued_at FROM task_instance
 WHERE state = 'queued' AND queued_at < now() - make_interval(secs => $1::float8 / 1000)
-ORDER BY queued_at LIMIT $2`;
+  AND ($3::timestamptz IS NULL OR (queued_at, id) > ($3::timestamptz, $4::uuid))
+ORDER BY queued_at, id LIMIT $2`;
 
-/** Queued task instances whose job may have been lost (Redis emptied, scheduler killed mid-dispatch). */
-export async function staleQueued(db: Queryable, olderThanMs: number, limit: number): Promise<DispatchRow[]> {
-  return (await db.query<DispatchRow>(STALE_QUEUED, [olderThanMs, limit])).rows;
+/** Where a scan of long-queued rows resumes: after this row. */
+export interface QueuedCursor {
+  queuedAt: Date;
+  id: string;
+}
+
+/**
+ * Queued task instances whose job may have been lost (Redis emptied, scheduler killed
+ * mid-dispatch), oldest first, after `after` when given. Each row carries its cursor.
+ */
+export async function staleQueued(
+  db: Queryable,
+  olderThanMs: number,
+  limit: number,
+  after: QueuedCursor | null = null,
+): Promise<(DispatchRow & { cursor: QueuedCursor })[]> {
+  const { rows } = await db.query<DispatchRow & { queued_at: Date }>(STALE_QUEUED, [olderThanMs, limit, after?.queuedAt ?? null, after?.id ?? null]);
+  return rows.map(({ queued_at, ...r }) => ({ ...r, cursor: { queuedAt: queued_at, id: r.id } }));
 }
 
 const REDISPATCH = `

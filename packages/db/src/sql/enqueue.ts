@@ -1,5 +1,6 @@
 import type { Queryable } from '../client';
 import { CHANNELS } from './rows';
+import { toSql } from './states';
 
 export interface NewTaskInstance {
   id: string;
@@ -23,7 +24,7 @@ const SQL = `
 WITH ins AS (
   INSERT INTO task_instance (id, task_name, args, queue, priority, state, max_tries, retry_delay_ms,
     retry_backoff, retry_max_delay_ms, execution_timeout_ms, run_after, idempotency_key, last_actor)
-  VALUES ($1, $2, $3, $4, $5, 'scheduled', $6, $7, $8, $9, $10, coalesce($11, now()), $12, $13)
+  VALUES ($1, $2, $3, $4, $5, ${toSql('enqueue')}, $6, $7, $8, $9, $10, coalesce($11, now()), $12, $13)
   ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
   RETURNING id
 )

@@ -34,7 +34,7 @@ afterAll(async () => {
 
 // Each test starts from empty tables, so that "due" and "orphan" scans see only its own rows.
 beforeEach(async () => {
-  await pool.query('TRUNCATE task_transition, task_instance, trigger, job, rejection');
+  await pool.query('TRUNCATE task_transition, task_instance, trigger, task_type_registration, task_type, job, rejection');
 });
 
 // ---------------------------------------------------------------------------------------------

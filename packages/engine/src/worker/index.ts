@@ -32,6 +32,7 @@ import type { TaskRegistry } from '../task-registry';
 import { retryThroughOutage } from '../outage';
 import { retryInMs } from '../retry';
 import { runTaskCode, type RunOutcome } from './execute';
+import { publishTaskTypes } from '@deferrable/catalog';
 
 export interface TaskWorkerOptions {
   tasks: TaskRegistry;
@@ -101,6 +102,7 @@ export class TaskWorker {
 
   async start(): Promise<void> {
     await this.job.start();
+    await this.publishTaskTypes();
     for (const queue of this.opts.queues) {
       const worker = new Worker(taskDispatch.queueName(queue), (job) => this.process(job, queue), {
         connection: consumerConnection(this.res.redisUrl),
@@ -114,6 +116,24 @@ export class TaskWorker {
     }
     this.heartbeat.start();
     this.res.logger.info({ workerId: this.workerId, queues: this.opts.queues, slots: this.opts.slots }, 'worker started');
+  }
+
+  /**
+   * Publishes the loaded task types to the catalog, which every entry checks requests against.
+   * Says when another live worker runs a different definition under a name, or when a type's
+   * queues are not among those this worker serves.
+   */
+  private async publishTaskTypes(): Promise<void> {
+    const types = this.opts.tasks.all();
+    const conflicts = await publishTaskTypes(this.res.db.pool, this.workerId, types, { aliveWithinMs: this.opts.heartbeatMs * 3 });
+    for (const c of conflicts) {
+      this.res.logger.warn({ task: c.name, definitions: c.hashes.length, jobIds: c.jobIds }, 'live workers run different definitions of this task type');
+    }
+    for (const t of types) {
+      const queues = [t.queue ?? 'default', ...(t.queues ?? [])].filter((q) => !this.opts.queues.includes(q));
+      if (queues.length) this.res.logger.warn({ task: t.name, queues }, 'this worker does not serve every queue of a task type it loads');
+    }
+    this.res.logger.info({ count: types.length }, 'task types published to the catalog');
   }
 
   async stop(): Promise<void> {
