@@ -1,5 +1,5 @@
 import { AppProcess, deleteKeys } from '@deferrable/testkit';
-import { count, stateCounts, startSystem, transitions, waitAll, waitFor, type E2E } from './helpers';
+import { count, START_TIMEOUT_MS, stateCounts, startSystem, transitions, waitAll, waitFor, type E2E } from './helpers';
 
 /** Every task of `ids` succeeded, and each ran its callback to success exactly once. */
 async function expectEachCompletedOnce(sys: E2E, ids: readonly string[]): Promise<void> {
@@ -10,6 +10,35 @@ async function expectEachCompletedOnce(sys: E2E, ids: readonly string[]): Promis
     expect(count(log, 'running', 'success')).toBe(1);
     expect(count(log, 'deferred', 'scheduled')).toBeGreaterThanOrEqual(1);
   }
+}
+
+/** How many of `ids` have deferred at least once (a task that already resumed counts too). */
+async function tasksThatDeferred(sys: E2E, ids: readonly string[]): Promise<number> {
+  const { rows } = await sys.env.db.pool.query<{ n: number }>(
+    "SELECT count(DISTINCT task_instance_id)::int AS n FROM task_transition WHERE task_instance_id = ANY($1::uuid[]) AND to_state = 'deferred'",
+    [ids],
+  );
+  return rows[0]!.n;
+}
+
+/** Triggers of `ids` that no triggerer holds and that have not fired. */
+async function unclaimed(sys: E2E, ids: readonly string[]): Promise<number> {
+  const { rows } = await sys.env.db.pool.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM task_instance ti JOIN trigger t ON t.id = ti.trigger_id
+     WHERE ti.id = ANY($1::uuid[]) AND t.triggerer_id IS NULL AND t.event IS NULL`,
+    [ids],
+  );
+  return rows[0]!.n;
+}
+
+/** Triggers of `ids` held by a triggerer and not fired yet. */
+async function heldUnfired(sys: E2E, ids: readonly string[]): Promise<number> {
+  const { rows } = await sys.env.db.pool.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM task_instance ti JOIN trigger t ON t.id = ti.trigger_id
+     WHERE ti.id = ANY($1::uuid[]) AND t.triggerer_id IS NOT NULL AND t.event IS NULL`,
+    [ids],
+  );
+  return rows[0]!.n;
 }
 
 describe('crashes and lost messages: no accepted task is lost or stuck', () => {
@@ -36,7 +65,7 @@ describe('crashes and lost messages: no accepted task is lost or stuck', () => {
     sys.app('worker').kill('SIGKILL');
     const replacement = new AppProcess('worker', sys.env.appEnv());
     sys.apps.push(replacement);
-    await replacement.started();
+    await replacement.started(START_TIMEOUT_MS);
     const done = await sys.client.waitFor(id, { timeoutMs: 30_000 });
     expect(done.state).toBe('success');
     expect(done.result).toEqual({ tryNumber: 2 });
@@ -44,7 +73,7 @@ describe('crashes and lost messages: no accepted task is lost or stuck', () => {
     // The reaper moved the dead worker's run to up_for_retry; the retry ran once.
     expect(count(log, 'running', 'up_for_retry')).toBe(1);
     expect(count(log, 'running', 'success')).toBe(1);
-  });
+  }, 180_000);
 
   test('a worker frozen past the reap threshold: the retry that lands on it again keeps its heartbeat', async () => {
     // Try 1 holds its slot for 6 s and ignores the abort. The worker is frozen (SIGSTOP, as in a
@@ -71,23 +100,23 @@ describe('crashes and lost messages: no accepted task is lost or stuck', () => {
     const log = await transitions(sys.env, id);
     expect(count(log, 'running', 'up_for_retry')).toBe(1);
     expect(log.filter((r) => r.to_state === 'success').map((r) => r.try_number)).toEqual([2]);
-  });
+  }, 180_000);
 
   test('kill -9 of the triggerer while tasks are deferred: after a restart every task completes once', async () => {
     const ids: string[] = [];
-    for (let i = 0; i < 30; i++) ids.push((await sys.client.enqueue({ task: 'test.defer-once', args: { delayMs: 1500 + i * 20 } })).id);
-    await waitFor(async () => (await stateCounts(sys.env, ids)).deferred === ids.length, 15_000, 'all deferred');
-    // Wait until the triggerer holds them, then kill it.
-    await waitFor(async () => {
-      const r = await sys.env.db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM trigger WHERE triggerer_id IS NOT NULL');
-      return r.rows[0]!.n === ids.length;
-    });
+    for (let i = 0; i < 30; i++) ids.push((await sys.client.enqueue({ task: 'test.defer-once', args: { delayMs: 5000 + i * 20 } })).id);
+    // Every task has deferred, and no trigger of theirs waits unclaimed (held, or already fired
+    // if the machine was slow): then kill the triggerer.
+    await waitFor(async () => (await tasksThatDeferred(sys, ids)) === ids.length, 30_000, 'all deferred');
+    await waitFor(async () => (await unclaimed(sys, ids)) === 0, 30_000, 'every trigger claimed');
+    // The kill hits triggers it was running: a kill after every trigger fired would test nothing.
+    expect(await heldUnfired(sys, ids)).toBeGreaterThan(0);
     sys.app('triggerer').kill('SIGKILL');
     const replacement = new AppProcess('triggerer', sys.env.appEnv());
     sys.apps.push(replacement);
-    await replacement.started();
+    await replacement.started(START_TIMEOUT_MS);
     await expectEachCompletedOnce(sys, ids);
-  });
+  }, 180_000);
 
   test('Redis emptied while tasks are queued and deferred: every task still completes once', async () => {
     // Stop the worker so that dispatched tasks sit queued, with their jobs only in Redis.
@@ -100,8 +129,8 @@ describe('crashes and lost messages: no accepted task is lost or stuck', () => {
     sys.apps.push(worker);
     const deferred: string[] = [];
     for (let i = 0; i < 10; i++) deferred.push((await sys.client.enqueue({ task: 'test.defer-once', args: { delayMs: 2500 } })).id);
-    await worker.started();
-    await waitFor(async () => (await stateCounts(sys.env, deferred)).deferred === deferred.length, 15_000, 'all deferred');
+    await worker.started(START_TIMEOUT_MS);
+    await waitFor(async () => (await tasksThatDeferred(sys, deferred)) === deferred.length, 30_000, 'all deferred once');
     // The first ten resumed too; stop the worker while some are queued again.
     await worker.stop();
     // Every key of this deployment's prefix is deleted: for this system, Redis is empty.
@@ -109,7 +138,7 @@ describe('crashes and lost messages: no accepted task is lost or stuck', () => {
     expect(deleted).toBeGreaterThan(0);
     const again = new AppProcess('worker', sys.env.appEnv());
     sys.apps.push(again);
-    await again.started();
+    await again.started(START_TIMEOUT_MS);
     await expectEachCompletedOnce(sys, [...queued, ...deferred]);
-  });
+  }, 180_000);
 });

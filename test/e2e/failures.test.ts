@@ -2,7 +2,7 @@ import { DeferrableClient } from '@deferrable/sdk';
 import { bullPrefix, taskDispatch } from '@deferrable/queues';
 import { Queue } from 'bullmq';
 import { AppProcess } from '@deferrable/testkit';
-import { count, startSystem, transitions, waitFor, type E2E } from './helpers';
+import { count, START_TIMEOUT_MS, startSystem, transitions, waitFor, type E2E } from './helpers';
 
 describe('failures are recorded where a person sees them, and the processes keep running', () => {
   let sys: E2E;
@@ -20,7 +20,7 @@ describe('failures are recorded where a person sees them, and the processes keep
     await edit();
     const fresh = new AppProcess('triggerer', sys.env.appEnv());
     sys.apps.push(fresh);
-    await fresh.started();
+    await fresh.started(START_TIMEOUT_MS);
   }
 
   test('a deferral that times out fails the task with the timeout error', async () => {

@@ -1,5 +1,24 @@
 import { DeferrableClient, type TaskInstanceView } from '@deferrable/sdk';
-import { createTestEnv, startApps, stopApps, waitFor, type AppName, type AppProcess, type TestEnv } from '@deferrable/testkit';
+import { AppProcess, createTestEnv, stopApps, waitFor, type AppName, type TestEnv } from '@deferrable/testkit';
+
+/**
+ * How long an app may take to log that it started. Generous: on a machine whose cores are busy
+ * with other work a Node process can take many seconds to load; a slow start is not what any
+ * test here is about, and an app that fails to start exits, which fails the test at once.
+ */
+export const START_TIMEOUT_MS = 45_000;
+
+/** Starts the given apps as processes and waits until each has logged that it started. */
+export async function startApps(env: Record<string, string>, names: AppName[] = ['scheduler', 'triggerer', 'worker']): Promise<AppProcess[]> {
+  const apps = names.map((n) => new AppProcess(n, env));
+  try {
+    await Promise.all(apps.map((a) => a.started(START_TIMEOUT_MS)));
+  } catch (err) {
+    await stopApps(apps);
+    throw err;
+  }
+  return apps;
+}
 
 export interface E2E {
   env: TestEnv;
@@ -23,6 +42,7 @@ export async function startSystem(label: string, extraEnv: Record<string, string
     await env.cleanup();
     throw err;
   }
+  let closed = false;
   const sys: E2E = {
     env,
     client,
@@ -33,6 +53,9 @@ export async function startSystem(label: string, extraEnv: Record<string, string
       return found;
     },
     async close() {
+      // Idempotent: an afterEach may meet a system that an earlier test already closed.
+      if (closed) return;
+      closed = true;
       await stopApps(sys.apps);
       await client.close();
       await env.cleanup();

@@ -1,7 +1,7 @@
 import { Queue } from 'bullmq';
 import { bullPrefix, producerConnection, taskDispatch } from '@deferrable/queues';
 import { AppProcess } from '@deferrable/testkit';
-import { count, startSystem, transitions, waitAll, waitFor, type E2E } from './helpers';
+import { count, START_TIMEOUT_MS, startSystem, transitions, waitAll, waitFor, type E2E } from './helpers';
 
 // A few dispatch jobs vanish from Redis (a failover that lost the latest writes, a publish that
 // failed) while the queue still holds many live jobs of other tasks. The scheduler must find the
@@ -47,7 +47,7 @@ describe('lost dispatch jobs in a busy queue', () => {
 
     const worker = new AppProcess('worker', sys.env.appEnv());
     sys.apps.push(worker);
-    await worker.started();
+    await worker.started(START_TIMEOUT_MS);
     const views = await waitAll(sys.client, ids, 30_000);
     expect(views.map((v) => v.state)).toEqual(Array(15).fill('success'));
     for (const id of ids) expect(count(await transitions(sys.env, id), 'running', 'success')).toBe(1);

@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { DEV_KWARGS_KEY } from '@deferrable/config';
 import { CHANNELS, createKwargsCipher } from '@deferrable/db';
+import type { JsonObject } from '@deferrable/domain';
 import { triggerCreatedChannel } from '@deferrable/queues';
 import { AppProcess, FAST_ENV, type LogRecord, type TestEnv } from '@deferrable/testkit';
-import type { E2E } from './helpers';
+import { START_TIMEOUT_MS, type E2E } from './helpers';
 
 /** Support for the triggerer-replica tests: replicas, who holds which trigger, bulk set-up, audits. */
 
@@ -20,7 +21,7 @@ export interface Replica {
 export async function startTriggerer(sys: E2E, extraEnv: Record<string, string> = {}): Promise<Replica> {
   const app = new AppProcess('triggerer', sys.env.appEnv(extraEnv));
   sys.apps.push(app);
-  await app.started();
+  await app.started(START_TIMEOUT_MS);
   const line = await app.waitForLog((r) => r.msg === 'triggerer started');
   return { app, id: line.triggererId as string };
 }
@@ -189,17 +190,30 @@ export interface BulkDeferred {
  * kwargs encrypted with the development key the apps use), then hints the triggerers.
  */
 export async function bulkDefer(env: TestEnv, moments: readonly Date[], queue: string | null = null): Promise<BulkDeferred> {
+  return bulkDeferOn(env, 'datetime', moments.map((m) => ({ moment: m.toISOString() })), queue);
+}
+
+/**
+ * Like `bulkDefer`, on `n` file triggers that all wait for one `path`: nothing fires until the test
+ * creates the file, so a test can move triggers between replicas for as long as it needs without
+ * racing their due times.
+ */
+export async function bulkDeferOnFile(env: TestEnv, n: number, path: string, pollIntervalMs = 200, queue: string | null = null): Promise<BulkDeferred> {
+  return bulkDeferOn(env, 'file', Array.from({ length: n }, () => ({ path, pollIntervalMs })), queue);
+}
+
+async function bulkDeferOn(env: TestEnv, classpath: string, kwargsList: readonly JsonObject[], queue: string | null): Promise<BulkDeferred> {
   const cipher = createKwargsCipher([DEV_KWARGS_KEY]);
-  const taskIds = moments.map(() => randomUUID());
-  const triggerIds = moments.map(() => randomUUID());
-  const kwargs = moments.map((m) => cipher.encrypt({ moment: m.toISOString() }));
+  const taskIds = kwargsList.map(() => randomUUID());
+  const triggerIds = kwargsList.map(() => randomUUID());
+  const kwargs = kwargsList.map((k) => cipher.encrypt(k));
   const client = await env.db.pool.connect();
   try {
     await client.query('BEGIN');
     await client.query(
       `INSERT INTO trigger (id, classpath, kwargs, queue)
-       SELECT id, 'datetime', kwargs, $3 FROM unnest($1::uuid[], $2::text[]) AS v(id, kwargs)`,
-      [triggerIds, kwargs, queue],
+       SELECT id, $4, kwargs, $3 FROM unnest($1::uuid[], $2::text[]) AS v(id, kwargs)`,
+      [triggerIds, kwargs, queue, classpath],
     );
     await client.query(
       `INSERT INTO task_instance (id, task_name, args, state, started_at, trigger_id, next_method, next_kwargs, last_actor)

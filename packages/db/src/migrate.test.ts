@@ -157,9 +157,10 @@ describe('migrate', () => {
       const url = databaseUrlFor(name);
       try {
         // Before the fix 3 of 4 failed with 23505 in every round (found by a review).
-        await Promise.all([ensureDatabase(url), ensureDatabase(url), ensureDatabase(url), ensureDatabase(url)]);
+        await expect(Promise.all([ensureDatabase(url), ensureDatabase(url), ensureDatabase(url), ensureDatabase(url)])).resolves.toHaveLength(4);
         const c = new Client({ connectionString: url });
         await c.connect();
+        expect((await c.query('SELECT current_database() AS name')).rows[0]).toEqual({ name });
         await c.end();
       } finally {
         await dropDatabase(name);

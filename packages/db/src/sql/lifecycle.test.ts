@@ -15,7 +15,7 @@ import { cancelTask, deleteOrphanTriggers, lockStaleRuns } from './recovery';
 import { recordRejection } from './rejections';
 import { firedUnapplied, resumeFromTriggers, retriesDue, timeoutDeferrals } from './resume';
 import { CHANNELS, type DispatchRow } from './rows';
-import { deferRun, deferRuns, failRun, heartbeatRuns, startRun, startRuns, succeedRun, succeedRuns, type DeferKey, type RunKey } from './run';
+import { deferRun, deferRuns, failRun, heartbeatRuns, startRun, startRuns, succeedRun, succeedRuns, type DeferKey } from './run';
 import { assignedTriggerCount, assignedTriggerIds, claimTriggers, recordTriggerOutcomes, releaseTriggers, triggererLoad } from './triggers';
 
 const ACTOR = 'lifecycle-test';
@@ -186,10 +186,13 @@ describe('enqueue', () => {
       listener.on('notification', (n) => seen.push(`${n.channel}:${n.payload ?? ''}`));
       await listener.query(`LISTEN ${CHANNELS.taskScheduled}`);
       await listener.query('LISTEN deferrable_trigger_created');
+      await listener.query('LISTEN lifecycle_test_marker');
       await deferred({ queue: 'gpu' });
-      for (let i = 0; i < 50 && seen.length < 1; i++) await sleep(10);
-      await sleep(100);
-      expect(seen).toEqual([`${CHANNELS.taskScheduled}:`]);
+      // Notifications arrive in commit order: once the marker, sent after the deferral committed,
+      // has arrived, anything the deferral sent has arrived before it.
+      await pool.query('NOTIFY lifecycle_test_marker');
+      await waitFor(() => seen.includes('lifecycle_test_marker:'), 5_000, 'the marker notification');
+      expect(seen).toEqual([`${CHANNELS.taskScheduled}:`, 'lifecycle_test_marker:']);
     } finally {
       await listener.end();
     }
@@ -264,14 +267,32 @@ describe('dispatch', () => {
     await registerJob(pool, { id: randomUUID(), jobType: 'worker', hostname: 'w', pid: 1, capacity: 1, queues: ['busy'] });
     expect((await dispatchDueWithin(pool, 10, ACTOR, limits)).rows).toHaveLength(2); // mark = 2 x 1 slot
     await pool.query('ANALYZE task_instance');
-    const before = await pool.query<{ n: string }>(`SELECT idx_tup_read AS n FROM pg_stat_user_indexes WHERE indexrelname = 'task_instance_dispatch_idx'`);
-    for (let i = 0; i < 5; i++) expect(await dispatchDueWithin(pool, 10, ACTOR, limits)).toEqual({ rows: [], held: true });
-    await sleep(600); // index statistics are flushed by the backend about every 500 ms
-    await pool.query('SELECT pg_stat_force_next_flush()').catch(() => undefined);
-    const after = await pool.query<{ n: string }>(`SELECT idx_tup_read AS n FROM pg_stat_user_indexes WHERE indexrelname = 'task_instance_dispatch_idx'`);
-    // Five polls of a full queue holding 198 rows: a few index probes each (finding the queues),
-    // not 198 rows each.
-    expect(Number(after.rows[0]!.n) - Number(before.rows[0]!.n)).toBeLessThan(5 * 20);
+    // One connection for the polls and the reads: a backend sends its statistics to the shared
+    // counters only now and then (PostgreSQL 15: at most every second, when idle);
+    // pg_stat_force_next_flush() makes it send them as its next statement ends, so the reads
+    // after it see every probe of the polls before it.
+    const client = await pool.connect();
+    try {
+      const read = async () => {
+        await client.query('SELECT pg_stat_force_next_flush()');
+        await client.query('SELECT pg_stat_clear_snapshot()');
+        const { rows } = await client.query<{ scans: string; tuples: string }>(
+          `SELECT idx_scan AS scans, idx_tup_read AS tuples FROM pg_stat_user_indexes WHERE indexrelname = 'task_instance_dispatch_idx'`,
+        );
+        return { scans: Number(rows[0]!.scans), tuples: Number(rows[0]!.tuples) };
+      };
+      const before = await read();
+      for (let i = 0; i < 5; i++) expect(await dispatchDueWithin(client, 10, ACTOR, limits)).toEqual({ rows: [], held: true });
+      const after = await read();
+      // The counters moved: the polls did use the index (a measure that saw nothing proves nothing).
+      expect(after.scans - before.scans).toBeGreaterThanOrEqual(5);
+      expect(after.tuples - before.tuples).toBeGreaterThan(0);
+      // Five polls of a full queue holding 198 rows: a few index probes each (finding the queues),
+      // not 198 rows each.
+      expect(after.tuples - before.tuples).toBeLessThan(5 * 20);
+    } finally {
+      client.release();
+    }
   });
 
   it('two schedulers dispatching at once never take the same task', async () => {
