@@ -1,5 +1,6 @@
 import type { TaskState } from '@deferrable/domain';
 import type { Queryable } from '../client';
+import { fromSql, sqlState, toSql } from './states';
 import type { DispatchRow } from './rows';
 
 // Applies recorded trigger outcomes. The compare-and-set is on (trigger_id, state = 'deferred'):
@@ -24,7 +25,7 @@ import type { DispatchRow } from './rows';
 const pick = (lock: '' | 'SKIP LOCKED') => `
 WITH picked AS (
   SELECT id FROM task_instance
-  WHERE trigger_id = ANY($1::uuid[]) AND state = 'deferred'
+  WHERE trigger_id = ANY($1::uuid[]) AND state ${fromSql('resume')}
   ORDER BY id
   FOR UPDATE ${lock}
 )`;
@@ -32,8 +33,8 @@ const RESUME_SET = `
 UPDATE task_instance ti
 SET state = CASE
       WHEN t.event->>'kind' = 'event' AND t.event ? 'endTask' THEN (t.event->>'endTask')::task_state
-      WHEN $3::boolean THEN 'queued'::task_state
-      ELSE 'scheduled'::task_state END,
+      WHEN $3::boolean THEN ${toSql('dispatch')}
+      ELSE ${toSql('resume')} END,
     dispatch_attempt = CASE
       WHEN $3::boolean AND NOT (t.event->>'kind' = 'event' AND t.event ? 'endTask') THEN ti.dispatch_attempt + 1
       ELSE ti.dispatch_attempt END,
@@ -46,13 +47,13 @@ SET state = CASE
       ELSE coalesce(ti.next_kwargs, '{}'::jsonb) || jsonb_build_object('event', t.event->'payload') END,
     result = CASE WHEN t.event ? 'endTask' THEN t.event->'payload' ELSE ti.result END,
     -- A trigger that ends its task as failed leaves the error a failed task must have.
-    error = CASE WHEN t.event->>'kind' = 'event' AND t.event->>'endTask' = 'failed'
+    error = CASE WHEN t.event->>'kind' = 'event' AND (t.event->>'endTask')::task_state = ${toSql('triggerFail')}
       THEN jsonb_build_object('code', 'TRIGGER_FAILED', 'type', 'TriggerFailedError', 'message', 'the trigger ended the task as failed')
       ELSE ti.error END,
     ended_at = CASE WHEN t.event ? 'endTask' THEN now() ELSE NULL END,
     trigger_id = NULL, trigger_timeout = NULL, run_after = now(), updated_at = now(), last_actor = $2
 FROM trigger t
-WHERE ti.id = ANY(ARRAY(SELECT id FROM picked)) AND t.id = ti.trigger_id AND t.event IS NOT NULL AND ti.state = 'deferred'
+WHERE ti.id = ANY(ARRAY(SELECT id FROM picked)) AND t.id = ti.trigger_id AND t.event IS NOT NULL AND ti.state ${fromSql('resume')}
 RETURNING ti.id, ti.state, t.id AS trigger_id, ti.try_number, ti.dispatch_attempt, ti.queue, ti.priority, ti.next_method`;
 const RESUME = pick('') + RESUME_SET;
 const RESUME_SKIP_LOCKED = pick('SKIP LOCKED') + RESUME_SET;
@@ -93,7 +94,7 @@ export async function resumeFromTriggers(
 const FIRED_UNAPPLIED = `
 SELECT t.id FROM trigger t
 WHERE t.fired_at IS NOT NULL AND t.fired_at < now() - make_interval(secs => $1::float8 / 1000)
-  AND EXISTS (SELECT 1 FROM task_instance ti WHERE ti.trigger_id = t.id AND ti.state = 'deferred')
+  AND EXISTS (SELECT 1 FROM task_instance ti WHERE ti.trigger_id = t.id AND ti.state = ${sqlState('deferred')})
 ORDER BY t.fired_at LIMIT $2`;
 
 export async function firedUnapplied(db: Queryable, olderThanMs: number, limit: number): Promise<string[]> {
@@ -107,17 +108,17 @@ export async function firedUnapplied(db: Queryable, olderThanMs: number, limit: 
 const TIMEOUT = `
 WITH picked AS (
   SELECT ti.id FROM task_instance ti
-  WHERE ti.trigger_timeout < now() AND ti.state = 'deferred'
+  WHERE ti.trigger_timeout < now() AND ti.state ${fromSql('resume')}
     AND NOT EXISTS (SELECT 1 FROM trigger t WHERE t.id = ti.trigger_id AND t.fired_at <= ti.trigger_timeout)
   ORDER BY ti.trigger_timeout LIMIT $1
   FOR UPDATE OF ti SKIP LOCKED
 )
 UPDATE task_instance ti
-SET state = 'scheduled', next_method = '__fail__',
+SET state = ${toSql('resume')}, next_method = '__fail__',
     next_kwargs = jsonb_build_object('error', jsonb_build_object('code', 'TRIGGER_TIMEOUT', 'message', 'deferral timed out'),
                                      'triggerId', ti.trigger_id),
     trigger_id = NULL, trigger_timeout = NULL, run_after = now(), updated_at = now(), last_actor = $2
-WHERE ti.id = ANY(ARRAY(SELECT id FROM picked)) AND ti.state = 'deferred'
+WHERE ti.id = ANY(ARRAY(SELECT id FROM picked)) AND ti.state ${fromSql('resume')}
 RETURNING ti.id`;
 
 /** deferred -> scheduled into __fail__ for deferrals past their timeout. */
@@ -129,12 +130,12 @@ export async function timeoutDeferrals(db: Queryable, limit: number, actor: stri
 const RETRIES_DUE = `
 WITH picked AS (
   SELECT id FROM task_instance
-  WHERE state = 'up_for_retry' AND run_after <= now()
+  WHERE state ${fromSql('retryDue')} AND run_after <= now()
   ORDER BY run_after LIMIT $1
   FOR UPDATE SKIP LOCKED
 )
 UPDATE task_instance ti
-SET state = 'scheduled', try_number = ti.try_number + 1, next_method = NULL, next_kwargs = NULL,
+SET state = ${toSql('retryDue')}, try_number = ti.try_number + 1, next_method = NULL, next_kwargs = NULL,
     worker_id = NULL, heartbeat_at = NULL, updated_at = now(), last_actor = $2
 WHERE ti.id = ANY(ARRAY(SELECT id FROM picked))
 RETURNING ti.id`;

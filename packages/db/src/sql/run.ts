@@ -1,4 +1,5 @@
 import type { Queryable } from '../client';
+import { fromSql, sqlState, toSql } from './states';
 import { TASK_COLUMNS, type TaskInstanceRow } from './rows';
 
 // All statements here are primary-key updates guarded by the expected state, try and worker:
@@ -13,10 +14,10 @@ import { TASK_COLUMNS, type TaskInstanceRow } from './rows';
 
 const START = `
 UPDATE task_instance ti
-SET state = 'running', worker_id = k.worker_id, heartbeat_at = now(), started_at = coalesce(ti.started_at, now()),
+SET state = ${toSql('start')}, worker_id = k.worker_id, heartbeat_at = now(), started_at = coalesce(ti.started_at, now()),
     updated_at = now(), last_actor = k.actor
 FROM unnest($1::uuid[], $2::int[], $3::int[], $4::uuid[], $5::text[]) AS k(id, try_number, dispatch_attempt, worker_id, actor)
-WHERE ti.id = ANY($1::uuid[]) AND ti.id = k.id AND ti.state = 'queued' AND ti.try_number = k.try_number
+WHERE ti.id = ANY($1::uuid[]) AND ti.id = k.id AND ti.state ${fromSql('start')} AND ti.try_number = k.try_number
   AND ti.dispatch_attempt = k.dispatch_attempt
 RETURNING ${TASK_COLUMNS.split(',').map((c) => `ti.${c.trim()}`).join(', ')}`;
 
@@ -81,10 +82,10 @@ function matched(keys: readonly RunKey[], changed: readonly { id: string; try_nu
 
 const SUCCEED = `
 UPDATE task_instance ti
-SET state = 'success', result = k.result::jsonb, error = NULL, ended_at = now(), updated_at = now(), last_actor = k.actor,
+SET state = ${toSql('succeed')}, result = k.result::jsonb, error = NULL, ended_at = now(), updated_at = now(), last_actor = k.actor,
     next_method = NULL, next_kwargs = NULL
 FROM unnest($1::uuid[], $2::int[], $3::uuid[], $4::text[], $5::text[]) AS k(id, try_number, worker_id, result, actor)
-WHERE ti.id = ANY($1::uuid[]) AND ti.id = k.id AND ti.state = 'running' AND ti.try_number = k.try_number AND ti.worker_id = k.worker_id
+WHERE ti.id = ANY($1::uuid[]) AND ti.id = k.id AND ti.state ${fromSql('succeed')} AND ti.try_number = k.try_number AND ti.worker_id = k.worker_id
 RETURNING ti.id, ti.try_number, k.worker_id`;
 
 /** running -> success with each run's result; true for each run that was still this worker's. */
@@ -106,16 +107,15 @@ export async function succeedRun(db: Queryable, k: RunKey, result: unknown): Pro
 
 const FAIL = `
 UPDATE task_instance
-SET state = $4::task_state, error = $5, updated_at = now(), last_actor = $7,
-    run_after = CASE WHEN $4::task_state = 'up_for_retry' THEN now() + make_interval(secs => $6::float8 / 1000) ELSE run_after END,
-    ended_at = CASE WHEN $4::task_state = 'failed' THEN now() ELSE NULL END
-WHERE id = $1 AND state = 'running' AND try_number = $2 AND worker_id = $3
+SET state = CASE WHEN $5::float8 IS NULL THEN ${toSql('fail')} ELSE ${toSql('scheduleRetry')} END, error = $4, updated_at = now(), last_actor = $6,
+    run_after = CASE WHEN $5::float8 IS NULL THEN run_after ELSE now() + make_interval(secs => $5::float8 / 1000) END,
+    ended_at = CASE WHEN $5::float8 IS NULL THEN now() ELSE NULL END
+WHERE id = $1 AND state ${fromSql('fail')} AND try_number = $2 AND worker_id = $3
 RETURNING id`;
 
 /** running -> up_for_retry (retryInMs given) or failed (retryInMs null). */
 export async function failRun(db: Queryable, k: RunKey, error: unknown, retryInMs: number | null): Promise<boolean> {
-  const state = retryInMs === null ? 'failed' : 'up_for_retry';
-  const { rowCount } = await db.query(FAIL, [k.id, k.tryNumber, k.workerId, state, JSON.stringify(error), retryInMs ?? 0, k.actor]);
+  const { rowCount } = await db.query(FAIL, [k.id, k.tryNumber, k.workerId, JSON.stringify(error), retryInMs, k.actor]);
   return rowCount === 1;
 }
 
@@ -144,11 +144,11 @@ WITH k AS (
     AS k(id, try_number, worker_id, trigger_id, next_method, next_kwargs, timeout_ms, classpath, kwargs, queue, actor, dispatch_attempt)
 ), upd AS (
   UPDATE task_instance ti
-  SET state = 'deferred', trigger_id = k.trigger_id, next_method = k.next_method, next_kwargs = k.next_kwargs::jsonb,
+  SET state = ${toSql('defer')}, trigger_id = k.trigger_id, next_method = k.next_method, next_kwargs = k.next_kwargs::jsonb,
       trigger_timeout = CASE WHEN k.timeout_ms IS NULL THEN NULL ELSE now() + make_interval(secs => k.timeout_ms / 1000) END,
       worker_id = NULL, heartbeat_at = NULL, updated_at = now(), last_actor = k.actor
   FROM k
-  WHERE ti.id = ANY($1::uuid[]) AND ti.id = k.id AND ti.state = 'running' AND ti.try_number = k.try_number AND ti.worker_id = k.worker_id
+  WHERE ti.id = ANY($1::uuid[]) AND ti.id = k.id AND ti.state ${fromSql('defer')} AND ti.try_number = k.try_number AND ti.worker_id = k.worker_id
     AND ti.dispatch_attempt = k.dispatch_attempt
   RETURNING ti.trigger_id
 ), trg AS (
@@ -191,7 +191,7 @@ export async function deferRun(db: Queryable, k: DeferKey, d: Deferral): Promise
 // Index: the primary key (ids given).
 const HEARTBEAT = `
 UPDATE task_instance SET heartbeat_at = now()
-WHERE id = ANY($2::uuid[]) AND state = 'running' AND worker_id = $1
+WHERE id = ANY($2::uuid[]) AND state = ${sqlState('running')} AND worker_id = $1
 RETURNING id, try_number`;
 
 /** Heartbeats these runs of this worker; returns the ones it still holds. */

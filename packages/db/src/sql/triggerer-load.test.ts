@@ -21,7 +21,7 @@ afterAll(async () => {
 });
 
 beforeEach(async () => {
-  await pool.query('TRUNCATE task_transition, task_instance, trigger, job');
+  await pool.query('TRUNCATE task_transition, task_instance, trigger, task_type_registration, job');
 });
 
 async function triggerer(load = 0, queues = ['default']): Promise<string> {

@@ -1,4 +1,6 @@
 import type { Queryable } from '../client';
+import { JOB_RUNNING } from './jobs';
+import { sqlState } from './states';
 
 export interface ClaimedTriggerRow {
   id: string;
@@ -26,7 +28,7 @@ const claimable = (owner: string) => `
   SELECT t.id, t.created_at FROM trigger t
   WHERE ${owner} AND t.event IS NULL
     AND coalesce(t.queue, 'default') = ANY($4::text[])
-    AND EXISTS (SELECT 1 FROM task_instance ti WHERE ti.trigger_id = t.id AND ti.state = 'deferred')
+    AND EXISTS (SELECT 1 FROM task_instance ti WHERE ti.trigger_id = t.id AND ti.state = ${sqlState('deferred')})
   ORDER BY t.created_at
   LIMIT $2
   FOR UPDATE OF t SKIP LOCKED`;
@@ -42,7 +44,7 @@ const DEAD_HOLDERS = (thresholdMs: string) => `holders AS (
 ), dead AS (
   SELECT h.triggerer_id AS id FROM holders h
   WHERE h.triggerer_id IS NOT NULL AND NOT EXISTS (
-    SELECT 1 FROM job j WHERE j.id = h.triggerer_id AND j.job_type = 'triggerer' AND j.state = 'running'
+    SELECT 1 FROM job j WHERE j.id = h.triggerer_id AND j.job_type = 'triggerer' AND j.state = ${JOB_RUNNING}
       AND j.latest_heartbeat > now() - make_interval(secs => ${thresholdMs}::float8 / 1000))
 )`;
 
@@ -55,7 +57,7 @@ WITH RECURSIVE ${DEAD_HOLDERS('$3')}, fresh AS (${claimable('t.triggerer_id IS N
 UPDATE trigger t SET triggerer_id = $1
 WHERE t.id = ANY(ARRAY(SELECT id FROM picked))
 RETURNING t.id, t.classpath, t.kwargs, t.queue,
-  (SELECT ti.id FROM task_instance ti WHERE ti.trigger_id = t.id AND ti.state = 'deferred' LIMIT 1) AS task_instance_id`;
+  (SELECT ti.id FROM task_instance ti WHERE ti.trigger_id = t.id AND ti.state = ${sqlState('deferred')} LIMIT 1) AS task_instance_id`;
 
 export async function claimTriggers(
   db: Queryable,
@@ -77,7 +79,7 @@ export async function claimTriggers(
 const LOAD = `
 WITH RECURSIVE ${DEAD_HOLDERS('$1')}, live AS (
   SELECT id, load FROM job
-  WHERE job_type = 'triggerer' AND state = 'running'
+  WHERE job_type = 'triggerer' AND state = ${JOB_RUNNING}
     AND latest_heartbeat > now() - make_interval(secs => $1::float8 / 1000)
     AND queues && $2::text[]
 ), a AS (
@@ -95,7 +97,7 @@ SELECT
   CASE WHEN a.alive > 1 THEN (SELECT (extract(epoch FROM now() - min(created_at)) * 1000)::float8 FROM trigger
     WHERE triggerer_id IS NULL AND event IS NULL AND coalesce(queue, 'default') = ANY($2::text[])) END AS unassigned_age_ms,
   (SELECT (extract(epoch FROM (min(latest_heartbeat) - now())) * 1000 + $1::float8)::float8 FROM job
-    WHERE job_type = 'triggerer' AND state = 'running' AND id <> $3
+    WHERE job_type = 'triggerer' AND state = ${JOB_RUNNING} AND id <> $3
       AND latest_heartbeat > now() - make_interval(secs => $1::float8 / 1000)) AS next_expiry_ms
 FROM a`;
 

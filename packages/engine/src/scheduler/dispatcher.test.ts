@@ -24,7 +24,7 @@ afterEach(async () => {
     await d.stop();
     await d.close();
   }
-  await env.db.pool.query('TRUNCATE task_instance, trigger, job, rejection CASCADE');
+  await env.db.pool.query('TRUNCATE task_instance, trigger, task_type_registration, job, rejection CASCADE');
 });
 afterAll(async () => {
   await jobs.close();

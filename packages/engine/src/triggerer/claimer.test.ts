@@ -21,7 +21,7 @@ afterEach(async () => {
     parts.runner.close();
   }
   parts = null;
-  await h.res.db.pool.query('TRUNCATE task_transition, task_instance, trigger, job');
+  await h.res.db.pool.query('TRUNCATE task_transition, task_instance, trigger, task_type_registration, job');
 });
 
 afterAll(async () => {

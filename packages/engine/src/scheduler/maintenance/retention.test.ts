@@ -11,7 +11,7 @@ let env: TestEnv;
 beforeAll(async () => {
   env = await createTestEnv('retention');
 });
-afterEach(() => env.db.pool.query('TRUNCATE task_instance, trigger, job, rejection CASCADE'));
+afterEach(() => env.db.pool.query('TRUNCATE task_instance, trigger, task_type_registration, job, rejection CASCADE'));
 afterAll(() => env.cleanup());
 
 function retention(over: Partial<RetentionOptions> = {}, res = testResources(env)): Retention {
