@@ -79,7 +79,10 @@ describe('PostgreSQL outage: no accepted task is lost, stuck or run twice', () =
     for (const v of views.filter((x) => holding.includes(x.id))) expect(v.result).toEqual({ tryNumber: 1 });
     // They did meet the outage: the worker kept their successes and sent them again.
     const retried = sys.app('worker').logs.filter((r) => r.msg === 'database unreachable; retrying the write' && r.step === 'success');
-    expect(new Set(retried.map((r) => r.taskInstanceId))).toEqual(new Set(holding));
+    // Each holding task did; another callback may also have been recording its success as the
+    // outage began (it is cut at any instant), and it resent its write too, which is right.
+    const retriedIds = new Set(retried.map((r) => r.taskInstanceId));
+    expect(holding.filter((id) => !retriedIds.has(id))).toEqual([]);
     // The request was kept until it could be recorded (not rejected), and its task ran.
     const requested = await waitFor(async () => {
       const r = await sys.env.db.pool.query<{ id: string }>("SELECT id FROM task_instance WHERE args->>'tag' = 'requested'");
