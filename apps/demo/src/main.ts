@@ -3,7 +3,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { ensureDatabase, migrate } from '@deferrable/db';
+import { createDb, ensureDatabase, migrate, taskTypeNames } from '@deferrable/db';
 import { DeferrableClient } from '@deferrable/sdk';
 import { formatLine } from './format';
 
@@ -49,6 +49,22 @@ async function shutdown(code: number): Promise<void> {
   process.exit(code);
 }
 
+/** Waits until the worker has published the examples' task types: enqueue checks them. */
+async function catalogHas(names: string[], timeoutMs = 60_000): Promise<void> {
+  const db = createDb({ url: DATABASE_URL, poolMax: 1, applicationName: 'deferrable-demo' });
+  try {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const registered = new Set(await taskTypeNames(db.pool));
+      if (names.every((n) => registered.has(n))) return;
+      if (Date.now() > deadline) throw new Error(`the worker did not register ${names.join(', ')} within ${timeoutMs / 1000} s`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  } finally {
+    await db.close();
+  }
+}
+
 async function main(): Promise<void> {
   await ensureDatabase(DATABASE_URL);
   const m = await migrate(DATABASE_URL);
@@ -67,6 +83,7 @@ async function main(): Promise<void> {
   process.on('SIGINT', () => void shutdown(0));
   process.on('SIGTERM', () => void shutdown(0));
 
+  await catalogHas(['examples.wait-and-report', 'examples.wait-for-file']);
   const client = new DeferrableClient({ databaseUrl: DATABASE_URL, actor: 'demo' });
   const sensorFile = path.join(mkdtempSync(path.join(tmpdir(), 'deferrable-demo-')), 'ready.flag');
   const ids: { id: string; what: string }[] = [];
