@@ -20,10 +20,15 @@ WITH picked AS (
 )
 DELETE FROM task_instance WHERE id = ANY(ARRAY(SELECT id FROM picked)) AND state = ANY(${TERMINAL})`;
 
+/** One batch of a retention statement: how many rows it deleted. */
+type DeleteOld = (db: Queryable, olderThanMs: number, limit: number) => Promise<number>;
+const deleteWith =
+  (sql: string): DeleteOld =>
+  async (db, olderThanMs, limit) =>
+    (await db.query(sql, [olderThanMs, limit])).rowCount ?? 0;
+
 /** Deletes up to `limit` task instances that ended (terminal state) more than `olderThanMs` ago. */
-export async function deleteFinishedTasks(db: Queryable, olderThanMs: number, limit: number): Promise<number> {
-  return (await db.query(DELETE_FINISHED, [olderThanMs, limit])).rowCount ?? 0;
-}
+export const deleteFinishedTasks = deleteWith(DELETE_FINISHED);
 
 // Job rows of processes that ended, or whose heartbeat stopped (a process killed with kill -9
 // never ends its row). The table holds one row per process start: a scan is cheap. Nothing
@@ -39,9 +44,7 @@ WITH picked AS (
 DELETE FROM job WHERE id = ANY(ARRAY(SELECT id FROM picked))`;
 
 /** Deletes up to `limit` job rows that ended, or last heartbeated, more than `olderThanMs` ago. */
-export async function deleteOldJobs(db: Queryable, olderThanMs: number, limit: number): Promise<number> {
-  return (await db.query(DELETE_JOBS, [olderThanMs, limit])).rowCount ?? 0;
-}
+export const deleteOldJobs = deleteWith(DELETE_JOBS);
 
 // Index: rejection_created_idx.
 const DELETE_REJECTIONS = `
@@ -54,6 +57,4 @@ WITH picked AS (
 DELETE FROM rejection WHERE id = ANY(ARRAY(SELECT id FROM picked))`;
 
 /** Deletes up to `limit` rejections recorded more than `olderThanMs` ago. */
-export async function deleteOldRejections(db: Queryable, olderThanMs: number, limit: number): Promise<number> {
-  return (await db.query(DELETE_REJECTIONS, [olderThanMs, limit])).rowCount ?? 0;
-}
+export const deleteOldRejections = deleteWith(DELETE_REJECTIONS);

@@ -1,20 +1,19 @@
 import type { Queryable } from '../client';
+import type { NewTaskInstance } from './enqueue';
 import { JOB_RUNNING } from './jobs';
 
-/** A task type's definition as the catalog stores it (see @deferrable/catalog's describeTaskType). */
-export interface TaskTypeRecord {
+/**
+ * A task type's definition as the catalog stores it (see @deferrable/catalog's describeTaskType):
+ * the defaults an enqueue takes from it, and what a request is checked against.
+ */
+export interface TaskTypeRecord
+  extends Pick<NewTaskInstance, 'queue' | 'priority' | 'maxTries' | 'retryDelayMs' | 'retryBackoff' | 'retryMaxDelayMs' | 'executionTimeoutMs'> {
   name: string;
   definitionHash: string;
   /** JSON Schema of the arguments; null when the type takes any JSON. */
   argsSchema: unknown;
-  queue: string;
+  /** Other queues a request may name. */
   queues: string[];
-  priority: number;
-  maxTries: number;
-  retryDelayMs: number;
-  retryBackoff: number;
-  retryMaxDelayMs: number;
-  executionTimeoutMs: number | null;
   callbacks: string[];
 }
 
