@@ -62,6 +62,15 @@ describe('DeferrableClient: typed errors (real PostgreSQL)', () => {
       const keyed = client.enqueue({ task: 'sdk.sum', args: { a: 2, b: 2 }, idempotencyKey: 'outage-1' });
       const unkeyed = await client.enqueue({ task: 'sdk.sum', args: { a: 3, b: 3 } }).catch((e: unknown) => e);
       expect(unkeyed).toBeInstanceOf(DatabaseUnavailableError);
+      // The queue path outlasts the outage: the request is added, and the scheduler checks it later.
+      const requester = new DeferrableClient({ databaseUrl: env.databaseUrl, redisUrl: env.redisUrl, prefix: env.prefix });
+      try {
+        await requester.request({ task: 'sdk.sum', args: { a: 4, b: 4 }, idempotencyKey: 'outage-request' });
+      } finally {
+        await requester.close();
+      }
+      const queued = await env.redis.keys(`${env.prefix}:task-requests:*`);
+      expect(queued.length).toBeGreaterThan(0);
       // The outage lasts a while (a restart takes seconds); the keyed enqueue keeps trying.
       await new Promise((r) => setTimeout(r, 1500));
       await admin.query(`ALTER DATABASE "${env.databaseName}" WITH ALLOW_CONNECTIONS true`);

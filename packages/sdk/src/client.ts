@@ -97,13 +97,17 @@ export class DeferrableClient {
   /**
    * Adds a request to the task-request queue instead (what a service without database access
    * does, from any language with a BullMQ client); the scheduler checks it against the catalog
-   * again and records it, or records why it refused it. Checked here first, so that bad input
-   * fails at once. Without an idempotency key the request gets a new one, so that the job, should
+   * again and records it, or records why it refused it. Checked here first when the database
+   * answers, so that bad input fails at once. Without an idempotency key the request gets a new one, so that the job, should
    * it be added twice (a command repeated after a reconnect), records one task.
    */
   async request(request: EnqueueRequest): Promise<void> {
     if (!this.opts.redisUrl) throw new InvalidInputError('client options', [{ path: 'redisUrl', message: 'request() needs redisUrl' }]);
-    await this.read(() => this.catalog.check(request));
+    // The queue path must outlast a database outage (the scheduler keeps the job until it can
+    // record it): with the database away, the check is left to the scheduler.
+    await this.catalog.check(request).catch((err: unknown) => {
+      if (!isTransientDbError(err)) throw err;
+    });
     this.requests ??= new Producer(taskRequests, this.opts.redisUrl, this.opts.prefix ?? '{deferrable}');
     await this.requests.add(undefined, { ...request, idempotencyKey: request.idempotencyKey ?? `request:${randomUUID()}` });
   }
