@@ -36,7 +36,13 @@ for (const pattern of rootPkg.workspaces ?? []) {
 }
 const workspaceOf = (file) => [...workspaces.values()].find((dir) => file.startsWith(dir + path.sep)) ?? root;
 
-const files = [...walk(path.join(root, 'packages')), ...walk(path.join(root, 'apps')), ...walk(path.join(root, 'bench')), ...walk(path.join(root, 'test')), ...walk(path.join(root, 'scripts'))];
+const files = [
+  ...walk(path.join(root, 'packages')),
+  ...walk(path.join(root, 'apps')),
+  ...walk(path.join(root, 'bench')),
+  ...walk(path.join(root, 'test')),
+  ...walk(path.join(root, 'scripts')),
+];
 for (const f of readdirSync(root)) if (SOURCE.test(f)) files.push(path.join(root, f));
 const text = new Map(files.map((f) => [f, readFileSync(f, 'utf8')]));
 const isTest = (f) => /\.test\.[cm]?[jt]s$/.test(f) || f.startsWith(path.join(root, 'test') + path.sep);
@@ -70,7 +76,11 @@ for (const [file, src] of text) {
     const target = resolve(file, m[2]);
     if (!target) continue;
     for (const part of m[1].split(',')) {
-      const name = part.trim().replace(/^type\s+/, '').split(/\s+as\s+/)[0]?.trim();
+      const name = part
+        .trim()
+        .replace(/^type\s+/, '')
+        .split(/\s+as\s+/)[0]
+        ?.trim();
       if (name) imports.push({ file, name, target });
     }
   }
@@ -93,16 +103,27 @@ for (const [file, src] of text) {
   if (!isProduct(file)) continue;
   const names = new Map();
   for (const m of src.matchAll(EXPORT_DECL)) names.set(m[2], m[1] === 'interface' || m[1] === 'type' ? 'type' : 'value');
-  for (const m of src.matchAll(EXPORT_LIST)) for (const p of m[1].split(',')) {
-    const n = p.trim().replace(/^type\s+/, '').split(/\s+as\s+/).pop()?.trim();
-    if (n) names.set(n, /^\s*type\s/.test(p) ? 'type' : 'value');
-  }
+  for (const m of src.matchAll(EXPORT_LIST))
+    for (const p of m[1].split(',')) {
+      const n = p
+        .trim()
+        .replace(/^type\s+/, '')
+        .split(/\s+as\s+/)
+        .pop()
+        ?.trim();
+      if (n) names.set(n, /^\s*type\s/.test(p) ? 'type' : 'value');
+    }
   const pkg = workspaceOf(file);
   const registration = /\bexport const (tasks|triggers)\b/.test(src) && /defineTask|defineTriggerType/.test(src);
   for (const [name, kind] of names) {
     if (registration && REGISTRATION_EXPORTS.has(name)) continue;
     const users = imports.filter(
-      (i) => i.name === name && i.file !== file && (i.target.file === file || (i.target.pkg === pkg && workspaceOf(i.file) !== pkg) || (i.target.file?.endsWith(`${path.sep}index.ts`) && workspaceOf(i.target.file) === pkg)),
+      (i) =>
+        i.name === name &&
+        i.file !== file &&
+        (i.target.file === file ||
+          (i.target.pkg === pkg && workspaceOf(i.file) !== pkg) ||
+          (i.target.file?.endsWith(`${path.sep}index.ts`) && workspaceOf(i.target.file) === pkg)),
     );
     const real = users;
     const where = `${path.relative(root, file)}: ${name}${kind === 'type' ? ' (type)' : ''}`;
@@ -126,7 +147,11 @@ for (const [name, dir] of [['(root)', root], ...workspaces]) {
   // require.resolve(`@deferrable/${name}/...`): every workspace package it could name counts.
   const templated = mine.some(([, src]) => src.includes('`@deferrable/${'));
   for (const dep of Object.keys({ ...pkg.dependencies, ...(dir === root ? {} : pkg.devDependencies) })) {
-    const used = (templated && dep.startsWith('@deferrable/')) || [...specs].some((s) => s === dep || s.startsWith(`${dep}/`)) || mine.some(([, src]) => src.includes(`'${dep}'`)) || scripts.includes(dep);
+    const used =
+      (templated && dep.startsWith('@deferrable/')) ||
+      [...specs].some((s) => s === dep || s.startsWith(`${dep}/`)) ||
+      mine.some(([, src]) => src.includes(`'${dep}'`)) ||
+      scripts.includes(dep);
     if (!used) unusedDeps.push(`${name}: ${dep}`);
   }
 }

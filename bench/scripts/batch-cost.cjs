@@ -31,7 +31,10 @@ const STEPS = [
   const c = new Client({ connectionString: url.toString() });
   try {
     await c.connect();
-    for (const dir of fs.readdirSync(MIGRATIONS).filter((d) => /^\d+_/.test(d)).sort()) {
+    for (const dir of fs
+      .readdirSync(MIGRATIONS)
+      .filter((d) => /^\d+_/.test(d))
+      .sort()) {
       await c.query(fs.readFileSync(path.join(MIGRATIONS, dir, 'migration.sql'), 'utf8'));
     }
     const ids = Array.from({ length: N }, () => randomUUID());
@@ -47,7 +50,9 @@ const STEPS = [
     for (const sql of STEPS) for (let i = 0; i < N; i += B) await c.query(sql, [ids.slice(i, i + B)]);
     const wall = Date.now() - t0;
     const used = cpu() - c0;
-    console.log(JSON.stringify({ batch: B, tasks: N, wall_us_per_task: Math.round((wall * 1000) / N), backend_cpu_us_per_task: Math.round((used * 1000) / N) }));
+    console.log(
+      JSON.stringify({ batch: B, tasks: N, wall_us_per_task: Math.round((wall * 1000) / N), backend_cpu_us_per_task: Math.round((used * 1000) / N) }),
+    );
   } finally {
     await c.end().catch(() => undefined);
     await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);

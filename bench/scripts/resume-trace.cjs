@@ -18,7 +18,7 @@ for (const f of fs.readdirSync(dir).filter((n) => n.endsWith('.jsonl'))) {
     if (!line.trim()) continue;
     const r = JSON.parse(line);
     if (r.k === 'lag') lags.push(r);
-    else ((points[r.k] ??= new Map()).has(r.id) || points[r.k].set(r.id, r));
+    else (points[r.k] ??= new Map()).has(r.id) || points[r.k].set(r.id, r);
   }
 }
 const get = (k, id) => points[k]?.get(id);
@@ -32,7 +32,7 @@ const HOPS = [
   ['job added -> taken by a worker (BullMQ processedOn)', (p) => p.enter.proc - p.added.t],
   ['taken -> worker handler entered', (p) => p.enter.t - p.enter.proc],
   ['  of which: taken -> job data in the worker', (p) => p.arrived.t - p.enter.proc],
-  ['  of which: in BullMQ\'s loop queue, until dequeued', (p) => p.dequeued.t - p.arrived.t],
+  ["  of which: in BullMQ's loop queue, until dequeued", (p) => p.dequeued.t - p.arrived.t],
   ['handler -> start committed (callback starts)', (p) => p.started.t - p.enter.t],
   ['TOTAL record statement sent -> callback starts', (p) => p.started.t - p.rec.t0],
 ];
@@ -62,4 +62,7 @@ for (const [name, f] of HOPS) {
   console.log(`${name.padEnd(50)} ${[q(a, 0.5), q(a, 0.9), q(a, 0.99), a[a.length - 1], tailMean].map((v) => v.toFixed(1).padStart(7)).join(' ')}`);
 }
 console.log('("tail" = mean of each hop over the slowest 1 % of resumes)');
-for (const l of lags) console.log(`event-loop lag ${path.basename(path.dirname(path.dirname(l.id)))}: p50 ${l.p50.toFixed(1)}, p90 ${l.p90.toFixed(1)}, p99 ${l.p99.toFixed(1)}, max ${l.max.toFixed(1)} ms`);
+for (const l of lags)
+  console.log(
+    `event-loop lag ${path.basename(path.dirname(path.dirname(l.id)))}: p50 ${l.p50.toFixed(1)}, p90 ${l.p90.toFixed(1)}, p99 ${l.p99.toFixed(1)}, max ${l.max.toFixed(1)} ms`,
+  );

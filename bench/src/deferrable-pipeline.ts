@@ -260,10 +260,15 @@ export async function runDeferrable(o: PipelineOptions): Promise<DeferrableFigur
     const cpuAfter = cpuSnapshot();
     // Retention catches up with the last finished tasks (it runs every 500 ms).
     const tableRowsEnd = sampler
-      ? await waitFor(async () => {
-          const rows = await sampler.sample(db, true);
-          return rows && rows.task_instance === 0 ? rows : null;
-        }, 30_000, 'retention to delete the finished tasks', 250)
+      ? await waitFor(
+          async () => {
+            const rows = await sampler.sample(db, true);
+            return rows && rows.task_instance === 0 ? rows : null;
+          },
+          30_000,
+          'retention to delete the finished tasks',
+          250,
+        )
       : null;
     const redisAfter = await redisCommands(env.redis);
     const backends = new Set((await db.query<{ pid: number }>(SQL.BACKEND_PIDS)).rows.map((r) => r.pid));

@@ -31,7 +31,10 @@ const CensusFile = z.object({
   redis: z.record(z.string(), z.number()),
 });
 
-const files = (dir: string, ext: string) => readdirSync(dir).filter((f) => f.endsWith(ext)).map((f) => path.join(dir, f));
+const files = (dir: string, ext: string) =>
+  readdirSync(dir)
+    .filter((f) => f.endsWith(ext))
+    .map((f) => path.join(dir, f));
 
 /** Statements and Redis commands per cycle, by process (with the mean client-side latency of each statement). */
 export function censusReport(dir: string, tasks: number): string {
@@ -87,7 +90,11 @@ export function profileReport(dir: string): string {
       byFn.set(fn, (byFn.get(fn) ?? 0) + dt);
     });
     const top = (m: Map<string, number>, n: number) =>
-      [...m].sort((a, b) => b[1] - a[1]).slice(0, n).map(([k, v]) => `${k} ${((100 * v) / busy).toFixed(0)}%`).join(', ');
+      [...m]
+        .sort((a, b) => b[1] - a[1])
+        .slice(0, n)
+        .map(([k, v]) => `${k} ${((100 * v) / busy).toFixed(0)}%`)
+        .join(', ');
     out.push(
       `${path.basename(file)}: ${(busy / 1e6).toFixed(1)} s busy of ${((p.endTime - p.startTime) / 1e6).toFixed(1)} s (whole process life)`,
       `  by owner: ${top(byOwner, 8)}`,

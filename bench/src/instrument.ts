@@ -17,8 +17,7 @@ export interface Census {
   redis: Record<string, number>;
 }
 
-const processName = (): string =>
-  /apps\/(\w+)\/dist\/main\.js$/.exec(process.argv[1] ?? '')?.[1] ?? path.basename(process.argv[1] ?? 'node', '.js');
+const processName = (): string => /apps\/(\w+)\/dist\/main\.js$/.exec(process.argv[1] ?? '')?.[1] ?? path.basename(process.argv[1] ?? 'node', '.js');
 
 /** A statement's label: its first words, whitespace collapsed. */
 export const sqlLabel = (text: string): string => text.replace(/\s+/g, ' ').trim().slice(0, 60);

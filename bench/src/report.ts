@@ -90,9 +90,7 @@ function tableRowLines(runs: readonly RunFigures[]): string[] {
 }
 
 function problemLines(runs: readonly RunFigures[]): string[] {
-  const lines = runs.flatMap((r, i) =>
-    Object.entries(r.deferrable.appProblems).map(([msg, n]) => `  run ${i + 1}: ${n} x ${msg}`),
-  );
+  const lines = runs.flatMap((r, i) => Object.entries(r.deferrable.appProblems).map(([msg, n]) => `  run ${i + 1}: ${n} x ${msg}`));
   return lines.length ? ['warnings and errors the apps logged:', ...lines.slice(0, 20), ''] : ['the apps logged no warnings or errors', ''];
 }
 
@@ -149,8 +147,14 @@ export function printReport(o: LifecycleOptions, m: MachineFacts, runs: readonly
     instrumented: o.instrument !== null,
     retention: o.retention,
     table_rows: runs.map((r) => r.deferrable.tableRows),
-    cpu_ms_per_cycle: round(medianOf(runs, (r) => r.deferrable.cpuMsPerCycle), 2),
-    baseline_cpu_ms_per_cycle: round(medianOf(runs, (r) => r.baseline.cpuMsPerCycle), 2),
+    cpu_ms_per_cycle: round(
+      medianOf(runs, (r) => r.deferrable.cpuMsPerCycle),
+      2,
+    ),
+    baseline_cpu_ms_per_cycle: round(
+      medianOf(runs, (r) => r.baseline.cpuMsPerCycle),
+      2,
+    ),
     per_run: runs.map((r) => ({
       cycles_per_s: round(r.deferrable.cyclesPerS),
       baseline_bullmq_cycles_per_s: round(r.baseline.cyclesPerS),

@@ -109,7 +109,10 @@ interface Figures {
   failover_bound_s: number;
 }
 
-async function steadyState(o: TriggererBenchOptions, log: (s: string) => void): Promise<Omit<Figures, 'failover_triggers' | 'failover_s' | 'failover_bound_s'>> {
+async function steadyState(
+  o: TriggererBenchOptions,
+  log: (s: string) => void,
+): Promise<Omit<Figures, 'failover_triggers' | 'failover_s' | 'failover_bound_s'>> {
   const env = await createTestEnv('benchtrig');
   // Dropped once: here at the end, or by the teardown if the run fails or is interrupted.
   const dropEnv = onTeardown('benchmark database', () => env.cleanup());
@@ -176,7 +179,10 @@ async function failover(o: TriggererBenchOptions, log: (s: string) => void): Pro
   const env = await createTestEnv('benchfail');
   const dropEnv = onTeardown('failover database', () => env.cleanup());
   const far = new Date(Date.now() + 3_600_000);
-  await insertDeferred(env, Array.from({ length: o.failoverTriggers }, () => far));
+  await insertDeferred(
+    env,
+    Array.from({ length: o.failoverTriggers }, () => far),
+  );
   const a = start(env);
   await a.started(60_000);
   await waitFor(async () => (await status(a)).running === o.failoverTriggers, 120_000, 'replica A holds all', 100);
@@ -205,21 +211,38 @@ export async function triggererBench(o: TriggererBenchOptions): Promise<void> {
   const fo = await failover(o, log);
   const figures: Figures = { ...steady, failover_triggers: o.failoverTriggers, ...fo };
   const verdict = (ok: boolean) => (ok ? 'MET' : 'MISSED');
-  console.log(`machine: ${facts.cores} cores (${facts.cpuModel}), ${facts.memoryGiB} GiB, load ${facts.loadAvg1m}; node ${facts.node}, PostgreSQL ${facts.postgres}, Redis ${facts.redis}`);
+  console.log(
+    `machine: ${facts.cores} cores (${facts.cpuModel}), ${facts.memoryGiB} GiB, load ${facts.loadAvg1m}; node ${facts.node}, PostgreSQL ${facts.postgres}, Redis ${facts.redis}`,
+  );
   console.log(
     table(
       ['metric', 'value', 'target', 'verdict'],
       [
         ['triggers on one replica', figures.triggers, `${TRIGGERER_TARGETS.triggers}`, verdict(figures.triggers >= TRIGGERER_TARGETS.triggers)],
         ['claim_s (all running)', figures.claim_s, '', ''],
-        ['heap bytes per waiting trigger', figures.heap_bytes_per_trigger, `<= ${TRIGGERER_TARGETS.heapBytesPerTrigger}`, verdict(figures.heap_bytes_per_trigger <= TRIGGERER_TARGETS.heapBytesPerTrigger)],
+        [
+          'heap bytes per waiting trigger',
+          figures.heap_bytes_per_trigger,
+          `<= ${TRIGGERER_TARGETS.heapBytesPerTrigger}`,
+          verdict(figures.heap_bytes_per_trigger <= TRIGGERER_TARGETS.heapBytesPerTrigger),
+        ],
         ['rss MiB (net of the empty process)', figures.rss_mb, '', ''],
         ['lateness p50 ms (fire - due)', figures.lateness_p50_ms, '', ''],
-        ['lateness p99 ms', figures.lateness_p99_ms, `<= ${TRIGGERER_TARGETS.latenessP99Ms}`, verdict(figures.lateness_p99_ms <= TRIGGERER_TARGETS.latenessP99Ms)],
+        [
+          'lateness p99 ms',
+          figures.lateness_p99_ms,
+          `<= ${TRIGGERER_TARGETS.latenessP99Ms}`,
+          verdict(figures.lateness_p99_ms <= TRIGGERER_TARGETS.latenessP99Ms),
+        ],
         ['lateness max ms', figures.lateness_max_ms, '', ''],
         ['recorded in PostgreSQL p99 ms (after due)', figures.recorded_p99_ms, '', ''],
         ['event-loop delay p99 ms', figures.loop_delay_p99_ms, '', ''],
-        [`failover_s (kill -9, ${figures.failover_triggers} triggers)`, figures.failover_s, `<= ${figures.failover_bound_s}`, verdict(figures.failover_s <= figures.failover_bound_s)],
+        [
+          `failover_s (kill -9, ${figures.failover_triggers} triggers)`,
+          figures.failover_s,
+          `<= ${figures.failover_bound_s}`,
+          verdict(figures.failover_s <= figures.failover_bound_s),
+        ],
       ],
     ),
   );

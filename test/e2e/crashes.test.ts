@@ -88,10 +88,14 @@ describe('crashes and lost messages: no accepted task is lost or stuck', () => {
     const worker = sys.app('worker');
     worker.kill('SIGSTOP');
     try {
-      await waitFor(async () => {
-        const r = await sys.env.db.pool.query("SELECT 1 FROM task_instance WHERE id = $1 AND try_number = 2 AND state = 'queued'", [id]);
-        return r.rowCount === 1;
-      }, 15_000, 'try 1 reaped and try 2 dispatched');
+      await waitFor(
+        async () => {
+          const r = await sys.env.db.pool.query("SELECT 1 FROM task_instance WHERE id = $1 AND try_number = 2 AND state = 'queued'", [id]);
+          return r.rowCount === 1;
+        },
+        15_000,
+        'try 1 reaped and try 2 dispatched',
+      );
     } finally {
       worker.kill('SIGCONT');
     }

@@ -54,7 +54,9 @@ describe('PostgreSQL outage: no accepted task is lost, stuck or run twice', () =
     );
     await waitFor(
       async () => {
-        const r = await sys.env.db.pool.query("SELECT 1 FROM task_instance WHERE id = ANY($1::uuid[]) AND state = 'running' AND next_method = 'resume'", [holding]);
+        const r = await sys.env.db.pool.query("SELECT 1 FROM task_instance WHERE id = ANY($1::uuid[]) AND state = 'running' AND next_method = 'resume'", [
+          holding,
+        ]);
         return r.rowCount === holding.length;
       },
       15_000,
@@ -84,10 +86,14 @@ describe('PostgreSQL outage: no accepted task is lost, stuck or run twice', () =
     const retriedIds = new Set(retried.map((r) => r.taskInstanceId));
     expect(holding.filter((id) => !retriedIds.has(id))).toEqual([]);
     // The request was kept until it could be recorded (not rejected), and its task ran.
-    const requested = await waitFor(async () => {
-      const r = await sys.env.db.pool.query<{ id: string }>("SELECT id FROM task_instance WHERE args->>'tag' = 'requested'");
-      return r.rows.length === 1 ? r.rows[0] : undefined;
-    }, 30_000, 'the request recorded');
+    const requested = await waitFor(
+      async () => {
+        const r = await sys.env.db.pool.query<{ id: string }>("SELECT id FROM task_instance WHERE args->>'tag' = 'requested'");
+        return r.rows.length === 1 ? r.rows[0] : undefined;
+      },
+      30_000,
+      'the request recorded',
+    );
     expect((await sys.client.waitFor(requested.id, { timeoutMs: 30_000 })).state).toBe('success');
     expect((await sys.env.db.pool.query('SELECT 1 FROM rejection')).rowCount).toBe(0);
     expect(sys.app('scheduler').logs.some((r) => r.msg === 'database unreachable; retrying the task request')).toBe(true);

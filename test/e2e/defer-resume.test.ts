@@ -32,7 +32,11 @@ describe('a deferrable task, end to end (scheduler, triggerer and worker as proc
       'running->success',
     ]);
     // The trigger is gone once no task waits on it.
-    await waitFor(async () => (await sys.env.db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM trigger')).rows[0]!.n === 0, 15_000, 'the trigger deleted');
+    await waitFor(
+      async () => (await sys.env.db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM trigger')).rows[0]!.n === 0,
+      15_000,
+      'the trigger deleted',
+    );
   });
 
   test('slots are freed: 50 tasks deferring 2 s each on 2 slots wait at the same time, never more than 2 running', async () => {
@@ -76,14 +80,16 @@ describe('a deferrable task, end to end (scheduler, triggerer and worker as proc
     // Also through the task-request queue, as another service would.
     await sys.client.request({ task: 'test.defer-once', args: { delayMs: 10 }, idempotencyKey: 'order-42' });
     await sys.client.request({ task: 'test.defer-once', args: { delayMs: 10 }, idempotencyKey: 'order-43' });
-    const other = await waitFor(async () => {
-      const r = await sys.env.db.pool.query<{ id: string }>("SELECT id FROM task_instance WHERE idempotency_key = 'order-43'");
-      return r.rows[0]?.id;
-    }, 30_000, 'the request for order-43 recorded');
-    await waitAll(sys.client, [a.id, other]);
-    const { rows } = await sys.env.db.pool.query<{ n: number }>(
-      "SELECT count(*)::int AS n FROM task_instance WHERE idempotency_key = 'order-42'",
+    const other = await waitFor(
+      async () => {
+        const r = await sys.env.db.pool.query<{ id: string }>("SELECT id FROM task_instance WHERE idempotency_key = 'order-43'");
+        return r.rows[0]?.id;
+      },
+      30_000,
+      'the request for order-43 recorded',
     );
+    await waitAll(sys.client, [a.id, other]);
+    const { rows } = await sys.env.db.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM task_instance WHERE idempotency_key = 'order-42'");
     expect(rows[0]!.n).toBe(1);
   });
 });

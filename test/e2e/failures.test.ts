@@ -65,7 +65,11 @@ describe('failures are recorded where a person sees them, and the processes keep
 
   test('a malformed job on the task queue is rejected with a recorded reason', async () => {
     const snapshot = async () =>
-      (await sys.env.db.pool.query<{ s: string }>("SELECT coalesce(string_agg(id || ':' || state || ':' || updated_at, ',' ORDER BY id), '') AS s FROM task_instance")).rows[0]!.s;
+      (
+        await sys.env.db.pool.query<{ s: string }>(
+          "SELECT coalesce(string_agg(id || ':' || state || ':' || updated_at, ',' ORDER BY id), '') AS s FROM task_instance",
+        )
+      ).rows[0]!.s;
     const before = await snapshot();
     const queue = new Queue(taskDispatch.queueName('default'), {
       connection: { host: '127.0.0.1', port: 6379 },
@@ -124,9 +128,7 @@ describe('failures are recorded where a person sees them, and the processes keep
     // A row written by a worker that knows a type the triggerer does not (a version skew).
     const { id } = await sys.client.enqueue({ task: 'test.defer-once', args: { delayMs: 60_000 } });
     const triggerId = await waitFor(async () => (await sys.client.get(id))?.triggerId ?? undefined);
-    await restartTriggererAfter(() =>
-      sys.env.db.pool.query("UPDATE trigger SET classpath = 'retired-type' WHERE id = $1", [triggerId]),
-    );
+    await restartTriggererAfter(() => sys.env.db.pool.query("UPDATE trigger SET classpath = 'retired-type' WHERE id = $1", [triggerId]));
     const done = await sys.client.waitFor(id, { timeoutMs: 15_000 });
     expect(done.state).toBe('failed');
     expect(done.error).toMatchObject({ code: 'TRIGGER_FAILED' });
@@ -139,9 +141,7 @@ describe('failures are recorded where a person sees them, and the processes keep
     const { DEV_KWARGS_KEY } = await import('@deferrable/config');
     const { createKwargsCipher } = await import('@deferrable/db');
     const token = createKwargsCipher([DEV_KWARGS_KEY]).encrypt({ afterMs: 50 });
-    await restartTriggererAfter(() =>
-      sys.env.db.pool.query("UPDATE trigger SET classpath = 'test.exploding', kwargs = $2 WHERE id = $1", [triggerId, token]),
-    );
+    await restartTriggererAfter(() => sys.env.db.pool.query("UPDATE trigger SET classpath = 'test.exploding', kwargs = $2 WHERE id = $1", [triggerId, token]));
     const done = await sys.client.waitFor(id, { timeoutMs: 15_000 });
     expect(done.state).toBe('failed');
     expect(done.error).toMatchObject({ code: 'TRIGGER_FAILED' });

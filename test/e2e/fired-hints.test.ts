@@ -20,7 +20,10 @@ describe('fired hints (scheduler and worker as processes, the test as triggerer)
     const { id } = await sys.client.enqueue({ task: 'test.defer-once', args: { delayMs: 3_600_000, tag: 'hinted' } });
     return waitFor(
       async () => {
-        const { rows } = await sys.env.db.pool.query<{ trigger_id: string | null; state: string }>('SELECT trigger_id, state FROM task_instance WHERE id = $1', [id]);
+        const { rows } = await sys.env.db.pool.query<{ trigger_id: string | null; state: string }>(
+          'SELECT trigger_id, state FROM task_instance WHERE id = $1',
+          [id],
+        );
         const row = rows[0];
         return row?.state === 'deferred' && row.trigger_id ? { id, triggerId: row.trigger_id } : undefined;
       },
@@ -57,10 +60,14 @@ describe('fired hints (scheduler and worker as processes, the test as triggerer)
     } finally {
       await events.close();
     }
-    const after = await waitFor(async () => {
-      const s = await statusOf();
-      return s.jobsSettledWithoutStatement! > before.jobsSettledWithoutStatement! ? s : undefined;
-    }, 10_000, 'the job to be settled');
+    const after = await waitFor(
+      async () => {
+        const s = await statusOf();
+        return s.jobsSettledWithoutStatement! > before.jobsSettledWithoutStatement! ? s : undefined;
+      },
+      10_000,
+      'the job to be settled',
+    );
     expect(after.jobStatements).toBe(before.jobStatements);
     expect((await sys.client.get(d.id))?.state).toBe('success');
   });
@@ -68,7 +75,10 @@ describe('fired hints (scheduler and worker as processes, the test as triggerer)
   test('a malformed hint is recorded as rejected and changes nothing; the scheduler keeps going', async () => {
     const [held, next] = [await deferredTask(), await deferredTask()];
     // Both have fired: a lenient reading of the bad hint would apply `held`.
-    await recordTriggerOutcomes(sys.env.db.pool, [held, next].map((d) => ({ triggerId: d.triggerId, outcome: { kind: 'event', payload: 2 } })));
+    await recordTriggerOutcomes(
+      sys.env.db.pool,
+      [held, next].map((d) => ({ triggerId: d.triggerId, outcome: { kind: 'event', payload: 2 } })),
+    );
     const channel = triggerFiredChannel(sys.env.prefix);
     await sys.env.redis.publish(channel, `not-a-trigger-id,${held.triggerId}`);
     const rejection = await waitFor(

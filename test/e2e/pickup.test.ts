@@ -18,7 +18,10 @@ describe('prompt pickup: a new trigger is claimed on its wake-up hint, not on a 
   });
 
   const triggerHeld = async (id: string) => {
-    const r = await sys.env.db.pool.query('SELECT 1 FROM task_instance ti JOIN trigger t ON t.id = ti.trigger_id WHERE ti.id = $1 AND t.triggerer_id IS NOT NULL', [id]);
+    const r = await sys.env.db.pool.query(
+      'SELECT 1 FROM task_instance ti JOIN trigger t ON t.id = ti.trigger_id WHERE ti.id = $1 AND t.triggerer_id IS NOT NULL',
+      [id],
+    );
     return r.rowCount === 1;
   };
 
@@ -37,7 +40,10 @@ describe('prompt pickup: a new trigger is claimed on its wake-up hint, not on a 
       `SELECT at FROM task_transition WHERE to_state = 'deferred' AND task_instance_id = ANY($1::uuid[]) ORDER BY at`,
       [ids],
     );
-    const claims = sys.app('triggerer').logs.filter((l) => l.msg === 'claimed triggers').map((c) => Date.parse(String(c.time)));
+    const claims = sys
+      .app('triggerer')
+      .logs.filter((l) => l.msg === 'claimed triggers')
+      .map((c) => Date.parse(String(c.time)));
     const delays = rows.map((r) => (claims.find((c) => c >= r.at.getTime() - 5) ?? NaN) - r.at.getTime());
     console.log(`deferral commit -> claim (not asserted): ${delays.join(', ')} ms`);
     await sys.env.db.pool.query("UPDATE task_instance SET state = 'cancelled', trigger_id = NULL WHERE id = ANY($1::uuid[])", [ids]);

@@ -51,7 +51,10 @@ describe('README examples', () => {
   test('through the task-request queue (SDK request() and a plain BullMQ add): the same defaults', async () => {
     await sys.client.request({ task: 'examples.wait-and-report', args: { seconds: 0 }, idempotencyKey: 'queued-1', maxTries: 5 });
     await requests.add('task-request', { task: 'examples.wait-and-report', args: { seconds: 0 }, idempotencyKey: 'queued-2' });
-    for (const [key, tries] of [['queued-1', 5], ['queued-2', 3]] as const) {
+    for (const [key, tries] of [
+      ['queued-1', 5],
+      ['queued-2', 3],
+    ] as const) {
       const r = await waitFor(() => row('idempotency_key', key), 20_000, `task ${key}`);
       expect(r).toMatchObject({ max_tries: tries, retry_delay_ms: 1000, execution_timeout_ms: 60_000 });
       expect((await sys.client.waitFor(r.id as string, { timeoutMs: 60_000 })).state).toBe('success');
@@ -66,8 +69,12 @@ describe('README examples', () => {
     const bad = await sys.client.enqueue({ task: 'examples.wait-and-report', args: { seconds: 'five' } }).catch((e: unknown) => e);
     expect(bad).toBeInstanceOf(InvalidInputError);
     expect((bad as InvalidInputError).issues).toEqual([{ path: 'args.seconds', message: 'must be number' }]);
-    await expect(sys.client.enqueue({ task: 'examples.wait-and-report', args: { seconds: 1, blob: 'x'.repeat(300_000) } })).rejects.toMatchObject({ code: 'PAYLOAD_TOO_LARGE' });
-    await expect(sys.client.enqueue({ task: 'examples.wait-and-report', args: { seconds: 1 }, queue: 'heavy' })).rejects.toMatchObject({ code: 'INVALID_INPUT' });
+    await expect(sys.client.enqueue({ task: 'examples.wait-and-report', args: { seconds: 1, blob: 'x'.repeat(300_000) } })).rejects.toMatchObject({
+      code: 'PAYLOAD_TOO_LARGE',
+    });
+    await expect(sys.client.enqueue({ task: 'examples.wait-and-report', args: { seconds: 1 }, queue: 'heavy' })).rejects.toMatchObject({
+      code: 'INVALID_INPUT',
+    });
     await expect(sys.client.request({ task: 'nope', args: {} })).rejects.toBeInstanceOf(UnknownTaskTypeError);
     expect(await taskCount()).toBe(before);
   });

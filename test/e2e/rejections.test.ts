@@ -19,7 +19,8 @@ describe('rejections are redacted', () => {
     // Sent by another service with a plain BullMQ client: no SDK check on the way.
     const job = await queue.add(taskRequests.jobName, { task: 'test.defer-once', args: { delayMs: 1, password: 'hunter2' }, priority: 'urgent' });
     const row = await waitFor(
-      async () => (await sys.env.db.pool.query<{ reason: string; excerpt: string }>('SELECT reason, excerpt FROM rejection WHERE job_id = $1', [job.id])).rows[0],
+      async () =>
+        (await sys.env.db.pool.query<{ reason: string; excerpt: string }>('SELECT reason, excerpt FROM rejection WHERE job_id = $1', [job.id])).rows[0],
       15_000,
       'the rejection row',
     );

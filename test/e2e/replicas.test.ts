@@ -129,7 +129,13 @@ describe('triggerer replicas share the work and survive the loss of one', () => 
     // Before the fix A stopped at its share, 10 of 20, for as long as the triggers waited.
     await waitFor(() => allDeferredAndHeld(sys.env, ids), 10_000, 'every special trigger held');
     const { rows } = await sys.env.db.pool.query<{ id: string }>('SELECT trigger_id AS id FROM task_instance WHERE id = ANY($1::uuid[])', [ids]);
-    expect(await countHeldBy(sys.env, rows.map((r) => r.id), [a.id])).toBe(20);
+    expect(
+      await countHeldBy(
+        sys.env,
+        rows.map((r) => r.id),
+        [a.id],
+      ),
+    ).toBe(20);
     expect(await triggersOf(sys.env, b.id)).toEqual([]);
   });
 
@@ -174,16 +180,22 @@ describe('triggerer replicas share the work and survive the loss of one', () => 
       const stoppedAt = Date.now();
       await waitFor(async () => (await countHeldBy(sys.env, aTriggers, [b.id])) === aTriggers.length, 30_000, "B took over A's triggers", 20);
       const tookOverMs = Date.now() - stoppedAt;
-      const { rows: [beforeCont] } = await sys.env.db.pool.query<{ now: Date }>('SELECT now()');
+      const {
+        rows: [beforeCont],
+      } = await sys.env.db.pool.query<{ now: Date }>('SELECT now()');
       process.kill(a.app.pid, 'SIGCONT');
       continued = true;
       console.log(`handover: B held A's ${aTriggers.length} triggers ${tookOverMs} ms after SIGSTOP (not asserted)`);
       // A is alive again and still runs its triggers (its heartbeat reports them as its load),
       // while B holds them all: the overlap the test means to force.
-      const beat = await waitFor(async () => {
-        const r = await sys.env.db.pool.query<{ load: number }>('SELECT load FROM job WHERE id = $1 AND latest_heartbeat > $2', [a.id, beforeCont!.now]);
-        return r.rows[0];
-      }, 15_000, 'a heartbeat from A after SIGCONT');
+      const beat = await waitFor(
+        async () => {
+          const r = await sys.env.db.pool.query<{ load: number }>('SELECT load FROM job WHERE id = $1 AND latest_heartbeat > $2', [a.id, beforeCont!.now]);
+          return r.rows[0];
+        },
+        15_000,
+        'a heartbeat from A after SIGCONT',
+      );
       expect(beat.load).toBeGreaterThanOrEqual(aTriggers.length);
       expect(await countHeldBy(sys.env, aTriggers, [b.id])).toBe(aTriggers.length);
     } finally {
@@ -197,7 +209,9 @@ describe('triggerer replicas share the work and survive the loss of one', () => 
     const recordedBy = (r: Replica) => new Set(r.app.logs.filter((l) => l.msg === 'trigger fired').map((l) => l.triggerId as string));
     const byA = recordedBy(a);
     const byB = recordedBy(b);
-    console.log(`handover: of A's ${aTriggers.length} triggers, A recorded ${aTriggers.filter((id) => byA.has(id)).length} events and B ${aTriggers.filter((id) => byB.has(id)).length}`);
+    console.log(
+      `handover: of A's ${aTriggers.length} triggers, A recorded ${aTriggers.filter((id) => byA.has(id)).length} events and B ${aTriggers.filter((id) => byB.has(id)).length}`,
+    );
     // Both fired each of A's triggers; exactly one event was recorded, by one replica or the other.
     expect(aTriggers.filter((id) => byA.has(id) && byB.has(id))).toEqual([]);
     expect(aTriggers.filter((id) => !byA.has(id) && !byB.has(id))).toEqual([]);

@@ -62,7 +62,14 @@ describe('a replica under heavy load is never declared dead while its process is
     }
     const { loaded, other, t0, triggerIds, writtenMs, claimedMs, otherStartedMs } = run;
 
-    interface Sample { at: number; age: number; state: string; load: number; notLoaded: number; fired: number }
+    interface Sample {
+      at: number;
+      age: number;
+      state: string;
+      load: number;
+      notLoaded: number;
+      fired: number;
+    }
     const samples: Sample[] = [];
     const sample = async (): Promise<Sample> => {
       const { rows } = await db.query<{ age: number; state: string; load: number; not_loaded: number; fired: number }>(
@@ -84,7 +91,9 @@ describe('a replica under heavy load is never declared dead while its process is
 
     const maxAge = Math.max(...samples.map((s) => s.age));
     const gaps = samples.slice(1).map((s, i) => s.at - samples[i]!.at);
-    const { rows: [late] } = await db.query<{ p50: number; p99: number; max: number; rec_p99: number }>(
+    const {
+      rows: [late],
+    } = await db.query<{ p50: number; p99: number; max: number; rec_p99: number }>(
       `SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY l) AS p50, percentile_cont(0.99) WITHIN GROUP (ORDER BY l) AS p99, max(l) AS max,
               percentile_cont(0.99) WITHIN GROUP (ORDER BY r) AS rec_p99
        FROM (SELECT (extract(epoch FROM (event #>> '{payload,firedAt}')::timestamptz - (event #>> '{payload,moment}')::timestamptz) * 1000)::float8 AS l,
@@ -119,7 +128,9 @@ describe('a replica under heavy load is never declared dead while its process is
     console.log(`load: the loaded replica logged ${cancelled.length} cancellations, ${notYetFired.length} of them before the trigger had fired`);
     expect(notYetFired).toEqual([]);
     expect(logsWith(loaded.app, 'job row is no longer running')).toEqual([]);
-    const { rows: [end] } = await db.query<{ n: number; fired: number; held: number }>(
+    const {
+      rows: [end],
+    } = await db.query<{ n: number; fired: number; held: number }>(
       'SELECT count(*)::int AS n, count(*) FILTER (WHERE event IS NOT NULL)::int AS fired, count(*) FILTER (WHERE triggerer_id = $2)::int AS held FROM trigger WHERE id = ANY($1::uuid[])',
       [triggerIds, loaded.id],
     );

@@ -34,16 +34,28 @@ describe('a trigger that blocks the event loop is named, and the other triggers 
     const triggerer = sys.app('triggerer');
     // The blocking trigger and 30 timers, all on the one triggerer, due around the same moment.
     const [blockingId] = await bulkEnqueue(sys.env, 'test.defer-on-blocking', [{ afterMs: 2500, blockMs: 600 }]);
-    const timerIds = await bulkEnqueue(sys.env, 'test.defer-once', Array.from({ length: 30 }, (_, i) => ({ delayMs: 2000 + i * 40 })));
+    const timerIds = await bulkEnqueue(
+      sys.env,
+      'test.defer-once',
+      Array.from({ length: 30 }, (_, i) => ({ delayMs: 2000 + i * 40 })),
+    );
     const ids = [blockingId!, ...timerIds];
-    const blockingTrigger = await waitFor(async () => {
-      const r = await sys.env.db.pool.query<{ trigger_id: string }>("SELECT trigger_id FROM task_instance WHERE id = $1 AND state = 'deferred'", [blockingId]);
-      return r.rows[0]?.trigger_id;
-    }, 30_000, 'the blocking task deferred');
+    const blockingTrigger = await waitFor(
+      async () => {
+        const r = await sys.env.db.pool.query<{ trigger_id: string }>("SELECT trigger_id FROM task_instance WHERE id = $1 AND state = 'deferred'", [
+          blockingId,
+        ]);
+        return r.rows[0]?.trigger_id;
+      },
+      30_000,
+      'the blocking task deferred',
+    );
     await waitFor(() => allTerminal(sys.env, ids), 45_000, 'all tasks terminal');
 
     const blocked = triggerer.logs.filter((r) => typeof r.msg === 'string' && r.msg.startsWith('a trigger blocked the event loop'));
-    console.log(`blocked-loop reports: ${JSON.stringify(blocked.map(({ triggerId, triggerType, taskInstanceId, blockedMs }) => ({ triggerId, triggerType, taskInstanceId, blockedMs })))}`);
+    console.log(
+      `blocked-loop reports: ${JSON.stringify(blocked.map(({ triggerId, triggerType, taskInstanceId, blockedMs }) => ({ triggerId, triggerType, taskInstanceId, blockedMs })))}`,
+    );
     expect(blocked).toContainEqual(
       expect.objectContaining({ triggerId: blockingTrigger, triggerType: 'test.blocking', taskInstanceId: blockingId, blockedMs: expect.any(Number) }),
     );
@@ -66,7 +78,7 @@ describe('a trigger that blocks the event loop is named, and the other triggers 
   }, 180_000);
 });
 
-describe('trigger queues: a replica restricted to one queue runs only that queue\'s triggers', () => {
+describe("trigger queues: a replica restricted to one queue runs only that queue's triggers", () => {
   let sys: E2E;
   beforeAll(async () => {
     sys = await startSystem('trigqueues', { DEFERRABLE_WORKER_SLOTS: '16' }, ['scheduler', 'worker']);
@@ -86,12 +98,18 @@ describe('trigger queues: a replica restricted to one queue runs only that queue
       const defaultIds = (await bulkDeferOnFile(sys.env, 30, fire, 200, 'default')).taskIds;
       const ids = [...heavyIds, ...defaultIds];
       const heldCount = async (queue: string, holder: string | null) =>
-        (await sys.env.db.pool.query<{ n: number }>(
-          'SELECT count(*)::int AS n FROM trigger WHERE coalesce(queue, \'default\') = $1 AND event IS NULL AND triggerer_id IS NOT DISTINCT FROM $2::uuid',
-          [queue, holder],
-        )).rows[0]!.n;
+        (
+          await sys.env.db.pool.query<{ n: number }>(
+            "SELECT count(*)::int AS n FROM trigger WHERE coalesce(queue, 'default') = $1 AND event IS NULL AND triggerer_id IS NOT DISTINCT FROM $2::uuid",
+            [queue, holder],
+          )
+        ).rows[0]!.n;
       // Alone, the heavy replica takes every heavy trigger and leaves the default ones unclaimed.
-      await waitFor(async () => (await heldCount('heavy', heavy.id)) === 30 && (await heldCount('default', null)) === 30, 30_000, 'heavy held, default waiting');
+      await waitFor(
+        async () => (await heldCount('heavy', heavy.id)) === 30 && (await heldCount('default', null)) === 30,
+        30_000,
+        'heavy held, default waiting',
+      );
       // One more heavy trigger, written after every default one exists: once the heavy replica has
       // claimed it, it has run a claim that could have seen the default ones, and left them.
       const probe = await bulkDeferOnFile(sys.env, 1, fire, 200, 'heavy');
@@ -131,10 +149,12 @@ describe('jobs check: fails when every triggerer is dead, passes when one is ali
   const check = (thresholdMs = HEALTH_THRESHOLD_MS) =>
     cli(['jobs', 'check', '--job-type', 'triggerer', '--database-url', sys.env.databaseUrl, '--threshold-ms', String(thresholdMs)]);
   const heartbeatAge = async (pid: number) =>
-    (await sys.env.db.pool.query<{ age: number }>(
-      "SELECT (extract(epoch FROM now() - latest_heartbeat) * 1000)::float8 AS age FROM job WHERE job_type = 'triggerer' AND pid = $1",
-      [pid],
-    )).rows[0]!.age;
+    (
+      await sys.env.db.pool.query<{ age: number }>(
+        "SELECT (extract(epoch FROM now() - latest_heartbeat) * 1000)::float8 AS age FROM job WHERE job_type = 'triggerer' AND pid = $1",
+        [pid],
+      )
+    ).rows[0]!.age;
 
   // "Alive" is checked with a long threshold: on a busy machine a live triggerer's heartbeat can be
   // seconds old, which the short one would call dead. "Dead" is checked once the heartbeat of the
@@ -195,7 +215,10 @@ describe('triggers that do not start, or are held here without running, do not h
        SELECT $1, 'test.defer-on-bad-due', 'deferred', now(), t.id, 'resume', '{"kwargs": {}}'::jsonb, 'e2e' FROM t`,
       [badTask, badTrigger, createKwargsCipher([DEV_KWARGS_KEY]).encrypt({})],
     );
-    const timers = await bulkDefer(sys.env, Array.from({ length: 10 }, () => new Date(Date.now() + 1500)));
+    const timers = await bulkDefer(
+      sys.env,
+      Array.from({ length: 10 }, () => new Date(Date.now() + 1500)),
+    );
     const replica = await startTriggerer(sys);
     // Before the fix the claim stopped at the failing trigger: the ten timers stayed assigned to
     // the replica, never started, and no other replica would take them.
@@ -212,13 +235,17 @@ describe('triggers that do not start, or are held here without running, do not h
   test('a trigger that ignores its cancellation does not hold up a SIGTERM: its trigger is handed back after the grace period', async () => {
     const replica = await startTriggerer(sys, { DEFERRABLE_SHUTDOWN_GRACE_MS: '1000' });
     const { id } = await sys.client.enqueue({ task: 'test.defer-on-deaf', args: { ms: 600_000 } });
-    const triggerId = await waitFor(async () => {
-      const r = await sys.env.db.pool.query<{ id: string }>(
-        "SELECT t.id FROM task_instance ti JOIN trigger t ON t.id = ti.trigger_id WHERE ti.id = $1 AND t.triggerer_id = $2",
-        [id, replica.id],
-      );
-      return r.rows[0]?.id;
-    }, 15_000, 'the deaf trigger held');
+    const triggerId = await waitFor(
+      async () => {
+        const r = await sys.env.db.pool.query<{ id: string }>(
+          'SELECT t.id FROM task_instance ti JOIN trigger t ON t.id = ti.trigger_id WHERE ti.id = $1 AND t.triggerer_id = $2',
+          [id, replica.id],
+        );
+        return r.rows[0]?.id;
+      },
+      15_000,
+      'the deaf trigger held',
+    );
     replica.app.kill('SIGTERM');
     // The trigger ignores its signal for ten minutes: an exit of its own, code 0, is the stop not waiting for it.
     const exit = await Promise.race([replica.app.exited, new Promise((r) => setTimeout(() => r('still running after 30 s'), 30_000).unref())]);
@@ -233,7 +260,11 @@ describe('triggers that do not start, or are held here without running, do not h
   test('triggers assigned to a live replica that does not run them (its claim committed, the answer was lost) are handed back and run', async () => {
     const replica = await startTriggerer(sys);
     // Parked on a queue nobody serves, then assigned to the replica behind its back.
-    const { taskIds, triggerIds } = await bulkDefer(sys.env, Array.from({ length: 5 }, () => new Date(Date.now() + 500)), 'parked');
+    const { taskIds, triggerIds } = await bulkDefer(
+      sys.env,
+      Array.from({ length: 5 }, () => new Date(Date.now() + 500)),
+      'parked',
+    );
     const moved = await sys.env.db.pool.query('UPDATE trigger SET triggerer_id = $1, queue = NULL WHERE id = ANY($2::uuid[])', [replica.id, triggerIds]);
     expect(moved.rowCount).toBe(5);
     await waitFor(() => allTerminal(sys.env, taskIds), 20_000, 'all tasks terminal');

@@ -81,9 +81,11 @@ export class HolderWatch {
   start(): this {
     const tick = () => {
       // A failed sample (the database going away at the end) is skipped, not thrown at a timer.
-      this.running = this.sample().catch(() => undefined).finally(() => {
-        if (!this.stopped) this.timer = setTimeout(tick, this.intervalMs);
-      });
+      this.running = this.sample()
+        .catch(() => undefined)
+        .finally(() => {
+          if (!this.stopped) this.timer = setTimeout(tick, this.intervalMs);
+        });
     };
     tick();
     return this;
@@ -190,7 +192,12 @@ export interface BulkDeferred {
  * kwargs encrypted with the development key the apps use), then hints the triggerers.
  */
 export async function bulkDefer(env: TestEnv, moments: readonly Date[], queue: string | null = null): Promise<BulkDeferred> {
-  return bulkDeferOn(env, 'datetime', moments.map((m) => ({ moment: m.toISOString() })), queue);
+  return bulkDeferOn(
+    env,
+    'datetime',
+    moments.map((m) => ({ moment: m.toISOString() })),
+    queue,
+  );
 }
 
 /**
@@ -199,7 +206,12 @@ export async function bulkDefer(env: TestEnv, moments: readonly Date[], queue: s
  * racing their due times.
  */
 export async function bulkDeferOnFile(env: TestEnv, n: number, path: string, pollIntervalMs = 200, queue: string | null = null): Promise<BulkDeferred> {
-  return bulkDeferOn(env, 'file', Array.from({ length: n }, () => ({ path, pollIntervalMs })), queue);
+  return bulkDeferOn(
+    env,
+    'file',
+    Array.from({ length: n }, () => ({ path, pollIntervalMs })),
+    queue,
+  );
 }
 
 async function bulkDeferOn(env: TestEnv, classpath: string, kwargsList: readonly JsonObject[], queue: string | null): Promise<BulkDeferred> {

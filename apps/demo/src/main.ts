@@ -101,7 +101,9 @@ async function main(): Promise<void> {
   const elapsed = ((Date.now() - started) / 1000).toFixed(1);
   console.log('\nexample            task id   state    tries  result');
   for (const r of results) {
-    console.log(`${r.what.padEnd(18)} ${r.id.slice(0, 8)}  ${r.view.state.padEnd(8)} ${String(r.view.tryNumber).padEnd(6)} ${JSON.stringify(r.view.result).slice(0, 90)}`);
+    console.log(
+      `${r.what.padEnd(18)} ${r.id.slice(0, 8)}  ${r.view.state.padEnd(8)} ${String(r.view.tryNumber).padEnd(6)} ${JSON.stringify(r.view.result).slice(0, 90)}`,
+    );
   }
   console.log(`\nall ${results.length} examples finished in ${elapsed} s (blocking would have needed ≥ ${Math.ceil((5 * 3) / 2)} s with 2 slots)`);
   await client.close();

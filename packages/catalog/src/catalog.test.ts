@@ -120,7 +120,9 @@ describe('the task catalog (real PostgreSQL)', () => {
     test('a queue the definition does not allow is refused (a typo would wait for ever)', async () => {
       const err = await catalog.check({ task: 'cat.report', args: { seconds: 1 }, queue: 'reprots' }).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(InvalidInputError);
-      expect((err as InvalidInputError).issues).toEqual([{ path: 'queue', message: 'task type "cat.report" runs on queues "reports", "reports-bulk", not "reprots"' }]);
+      expect((err as InvalidInputError).issues).toEqual([
+        { path: 'queue', message: 'task type "cat.report" runs on queues "reports", "reports-bulk", not "reprots"' },
+      ]);
     });
 
     test('oversized arguments are refused before anything else', async () => {
@@ -140,7 +142,11 @@ describe('the task catalog (real PostgreSQL)', () => {
       expect(conflicts.map((c) => [c.name, c.hashes.length, [...c.jobIds].sort()])).toEqual([['cat.report', 2, [workerA, workerB].sort()]]);
       const version = (await env.db.pool.query("SELECT version FROM task_type WHERE name = 'cat.report'")).rows[0].version;
       expect(version).toBe(2);
-      await waitFor(async () => (await fresh.check({ task: 'cat.report', args: { seconds: 30 } }).catch((e: unknown) => e)) instanceof InvalidInputError, 5000, 'the new schema');
+      await waitFor(
+        async () => (await fresh.check({ task: 'cat.report', args: { seconds: 30 } }).catch((e: unknown) => e)) instanceof InvalidInputError,
+        5000,
+        'the new schema',
+      );
       // Once the other worker's row ends, nothing disagrees any more.
       await env.db.pool.query("UPDATE job SET state = 'success', ended_at = now() WHERE id = $1", [workerA]);
       expect(await taskTypeConflicts(env.db.pool, 60_000)).toEqual([]);

@@ -109,7 +109,8 @@ export class TaskCatalog {
 
   private async unknown(name: string): Promise<UnknownTaskTypeError> {
     if (!this.names || Date.now() - this.names.at > this.ttlMs) this.names = { list: await taskTypeNames(this.db), at: Date.now() };
-    const hint = this.names.list.length === 0 ? 'no worker has registered any task type yet: start a worker that loads it, or allow unregistered task types' : undefined;
+    const hint =
+      this.names.list.length === 0 ? 'no worker has registered any task type yet: start a worker that loads it, or allow unregistered task types' : undefined;
     return new UnknownTaskTypeError(name, closeNames(name, this.names.list), hint);
   }
 }

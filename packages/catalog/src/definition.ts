@@ -1,14 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { TaskTypeRecord } from '@deferrable/db';
-import {
-  ExecutionTimeoutSchema,
-  parseInput,
-  PrioritySchema,
-  QueueNameSchema,
-  RetryPolicySchema,
-  TaskNameSchema,
-  type TaskType,
-} from '@deferrable/domain';
+import { ExecutionTimeoutSchema, parseInput, PrioritySchema, QueueNameSchema, RetryPolicySchema, TaskNameSchema, type TaskType } from '@deferrable/domain';
 import { z } from 'zod';
 import { compileArgsSchema } from './validator';
 

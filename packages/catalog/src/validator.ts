@@ -21,7 +21,10 @@ export function compileArgsSchema(schema: unknown, where: string): ValidateFunct
 /** Ajv's errors as our issues: a dotted path to the failing value and what is wrong with it. */
 export function argsIssues(errors: readonly ErrorObject[] | null | undefined): InputIssue[] {
   return (errors ?? []).slice(0, 20).map((e) => {
-    const path = e.instancePath.split('/').slice(1).map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
+    const path = e.instancePath
+      .split('/')
+      .slice(1)
+      .map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
     const params = e.params as { missingProperty?: string; additionalProperty?: string; allowedValues?: unknown[] };
     if (e.keyword === 'required' && params.missingProperty) path.push(params.missingProperty);
     if (e.keyword === 'additionalProperties' && params.additionalProperty) path.push(params.additionalProperty);

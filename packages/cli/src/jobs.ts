@@ -32,17 +32,15 @@ export interface CheckResult {
 }
 
 /** `jobs check`: ok when at least one job of the type (and host, if given) is alive. */
-export async function checkJobs(
-  db: Queryable,
-  opts: { jobType: JobType; hostname?: string; thresholdMs: number; limit?: number },
-): Promise<CheckResult> {
+export async function checkJobs(db: Queryable, opts: { jobType: JobType; hostname?: string; thresholdMs: number; limit?: number }): Promise<CheckResult> {
   const jobs = await listJobs(db, { jobType: opts.jobType, limit: 1000 });
   const alive = jobs.filter((j) => isAlive(j, opts.thresholdMs) && (!opts.hostname || j.hostname === opts.hostname));
   const ok = alive.length > 0 && (opts.limit === undefined || alive.length <= opts.limit);
-  const message = alive.length === 0
-    ? `No alive ${opts.jobType} job found${opts.hostname ? ` on ${opts.hostname}` : ''}.`
-    : ok
-      ? `Found ${alive.length} alive ${opts.jobType} job(s).`
-      : `Found ${alive.length} alive ${opts.jobType} jobs, more than the limit of ${opts.limit}.`;
+  const message =
+    alive.length === 0
+      ? `No alive ${opts.jobType} job found${opts.hostname ? ` on ${opts.hostname}` : ''}.`
+      : ok
+        ? `Found ${alive.length} alive ${opts.jobType} job(s).`
+        : `Found ${alive.length} alive ${opts.jobType} jobs, more than the limit of ${opts.limit}.`;
   return { ok, alive, message };
 }

@@ -16,7 +16,9 @@ export function formatTaskTypes(types: readonly TaskTypeRow[], conflicts: readon
   ]);
   const out = [types.length ? table(header, rows) : 'No task type is registered: start a worker that loads your task modules.'];
   for (const c of conflicts) {
-    out.push(`conflict: ${c.name} is registered by live workers with ${c.hashes.length} different definitions (jobs ${c.jobIds.map((j) => j.slice(0, 8)).join(', ')})`);
+    out.push(
+      `conflict: ${c.name} is registered by live workers with ${c.hashes.length} different definitions (jobs ${c.jobIds.map((j) => j.slice(0, 8)).join(', ')})`,
+    );
   }
   return out.join('\n');
 }

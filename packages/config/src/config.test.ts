@@ -1,5 +1,14 @@
 import { ConfigError } from '@deferrable/domain';
-import { DEFAULT_HEALTH_PORTS, DEV_KWARGS_KEY, healthSettings, loadConfig, shownValue, SchedulerConfigSchema, TriggererConfigSchema, WorkerConfigSchema } from './index';
+import {
+  DEFAULT_HEALTH_PORTS,
+  DEV_KWARGS_KEY,
+  healthSettings,
+  loadConfig,
+  shownValue,
+  SchedulerConfigSchema,
+  TriggererConfigSchema,
+  WorkerConfigSchema,
+} from './index';
 
 describe('configuration', () => {
   test('defaults point at localhost', () => {
@@ -34,9 +43,19 @@ describe('configuration', () => {
 
   test('health: the default port may fall back to a free one; a port set explicitly may not; loopback unless told', () => {
     expect(healthSettings(loadConfig(WorkerConfigSchema, {}), DEFAULT_HEALTH_PORTS.worker)).toEqual({ port: 8792, portFixed: false, host: '127.0.0.1' });
-    expect(healthSettings(loadConfig(TriggererConfigSchema, { DEFERRABLE_HEALTH_PORT: '' }), DEFAULT_HEALTH_PORTS.triggerer)).toMatchObject({ port: 8791, portFixed: false });
-    expect(healthSettings(loadConfig(SchedulerConfigSchema, { DEFERRABLE_HEALTH_PORT: '8790' }), DEFAULT_HEALTH_PORTS.scheduler)).toMatchObject({ port: 8790, portFixed: true });
-    expect(healthSettings(loadConfig(WorkerConfigSchema, { DEFERRABLE_HEALTH_PORT: '-1', DEFERRABLE_HEALTH_HOST: '0.0.0.0' }), 8792)).toEqual({ port: -1, portFixed: true, host: '0.0.0.0' });
+    expect(healthSettings(loadConfig(TriggererConfigSchema, { DEFERRABLE_HEALTH_PORT: '' }), DEFAULT_HEALTH_PORTS.triggerer)).toMatchObject({
+      port: 8791,
+      portFixed: false,
+    });
+    expect(healthSettings(loadConfig(SchedulerConfigSchema, { DEFERRABLE_HEALTH_PORT: '8790' }), DEFAULT_HEALTH_PORTS.scheduler)).toMatchObject({
+      port: 8790,
+      portFixed: true,
+    });
+    expect(healthSettings(loadConfig(WorkerConfigSchema, { DEFERRABLE_HEALTH_PORT: '-1', DEFERRABLE_HEALTH_HOST: '0.0.0.0' }), 8792)).toEqual({
+      port: -1,
+      portFixed: true,
+      host: '0.0.0.0',
+    });
     expect(() => loadConfig(WorkerConfigSchema, { DEFERRABLE_HEALTH_PORT: '70000' })).toThrow(/DEFERRABLE_HEALTH_PORT/);
   });
 
@@ -44,7 +63,9 @@ describe('configuration', () => {
     expect(() => loadConfig(TriggererConfigSchema, { DEFERRABLE_HEARTBEAT_MS: '2000', DEFERRABLE_HEALTH_THRESHOLD_MS: '500' })).toThrow(
       /DEFERRABLE_HEALTH_THRESHOLD_MS.*3 times DEFERRABLE_HEARTBEAT_MS.*500/,
     );
-    expect(loadConfig(TriggererConfigSchema, { DEFERRABLE_HEARTBEAT_MS: '300', DEFERRABLE_HEALTH_THRESHOLD_MS: '900' }).DEFERRABLE_HEALTH_THRESHOLD_MS).toBe(900);
+    expect(loadConfig(TriggererConfigSchema, { DEFERRABLE_HEARTBEAT_MS: '300', DEFERRABLE_HEALTH_THRESHOLD_MS: '900' }).DEFERRABLE_HEALTH_THRESHOLD_MS).toBe(
+      900,
+    );
   });
 
   test('REDIS_URL must be redis:// or rediss://', () => {

@@ -18,7 +18,12 @@ const csv = (def: string) =>
   z
     .string()
     .default(def)
-    .transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean));
+    .transform((s) =>
+      s
+        .split(',')
+        .map((x) => x.trim())
+        .filter(Boolean),
+    );
 
 const bool = (def: boolean) =>
   z.preprocess(unsetIfEmpty, z.enum(['true', 'false', '1', '0']).default(def ? 'true' : 'false')).transform((v) => v === 'true' || v === '1');
@@ -53,7 +58,12 @@ const common = {
     .url()
     .refine((u) => /^rediss?:\/\//.test(u), 'must be a redis:// or rediss:// (TLS) URL')
     .default('redis://127.0.0.1:6379'),
-  DEFERRABLE_PREFIX: z.string().min(1).max(100).regex(/^[A-Za-z0-9_{}.-]+$/).default('{deferrable}'),
+  DEFERRABLE_PREFIX: z
+    .string()
+    .min(1)
+    .max(100)
+    .regex(/^[A-Za-z0-9_{}.-]+$/)
+    .default('{deferrable}'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** Unset unless given: the development key is refused in production, and warned of unless development or test. */
   NODE_ENV: z.string().optional(),
@@ -74,24 +84,26 @@ export const WorkerConfigSchema = z.object({
   DEFERRABLE_SHUTDOWN_GRACE_MS: int(10000),
 });
 
-export const TriggererConfigSchema = z.object({
-  ...common,
-  // 100,000 timer triggers measured at ~462 heap bytes each with lateness p99 ~20 ms (bench/RESULTS.md).
-  DEFERRABLE_TRIGGERER_CAPACITY: int(100_000, 1),
-  DEFERRABLE_TRIGGERER_QUEUES: csv('default'),
-  DEFERRABLE_HEARTBEAT_MS: int(2000, 50),
-  DEFERRABLE_HEALTH_THRESHOLD_MS: int(10000, 100),
-  DEFERRABLE_CLAIM_INTERVAL_MS: int(1000, 10),
-  DEFERRABLE_SYNC_INTERVAL_MS: int(2000, 10),
-  DEFERRABLE_BLOCK_WARN_MS: int(200),
-  DEFERRABLE_CLAIM_BATCH: int(5000, 1),
-  DEFERRABLE_SHUTDOWN_GRACE_MS: int(10000),
-}).refine((c) => c.DEFERRABLE_HEALTH_THRESHOLD_MS >= 3 * c.DEFERRABLE_HEARTBEAT_MS, {
-  // Below a few heartbeats, a live replica is declared dead between two of its beats and its
-  // triggers are taken over (and run twice) back and forth.
-  path: ['DEFERRABLE_HEALTH_THRESHOLD_MS'],
-  message: 'must be at least 3 times DEFERRABLE_HEARTBEAT_MS',
-});
+export const TriggererConfigSchema = z
+  .object({
+    ...common,
+    // 100,000 timer triggers measured at ~462 heap bytes each with lateness p99 ~20 ms (bench/RESULTS.md).
+    DEFERRABLE_TRIGGERER_CAPACITY: int(100_000, 1),
+    DEFERRABLE_TRIGGERER_QUEUES: csv('default'),
+    DEFERRABLE_HEARTBEAT_MS: int(2000, 50),
+    DEFERRABLE_HEALTH_THRESHOLD_MS: int(10000, 100),
+    DEFERRABLE_CLAIM_INTERVAL_MS: int(1000, 10),
+    DEFERRABLE_SYNC_INTERVAL_MS: int(2000, 10),
+    DEFERRABLE_BLOCK_WARN_MS: int(200),
+    DEFERRABLE_CLAIM_BATCH: int(5000, 1),
+    DEFERRABLE_SHUTDOWN_GRACE_MS: int(10000),
+  })
+  .refine((c) => c.DEFERRABLE_HEALTH_THRESHOLD_MS >= 3 * c.DEFERRABLE_HEARTBEAT_MS, {
+    // Below a few heartbeats, a live replica is declared dead between two of its beats and its
+    // triggers are taken over (and run twice) back and forth.
+    path: ['DEFERRABLE_HEALTH_THRESHOLD_MS'],
+    message: 'must be at least 3 times DEFERRABLE_HEARTBEAT_MS',
+  });
 
 export const SchedulerConfigSchema = z.object({
   ...common,

@@ -80,7 +80,7 @@ test('errors about the statement itself are not transient', async () => {
   const badUuid = await errorOf(pool.query('SELECT $1::uuid', ['not-a-uuid']));
   expect((badUuid as { code?: string }).code).toBe('22P02');
   expect(isTransientDbError(badUuid)).toBe(false);
-  const nul = await errorOf(pool.query("SELECT '\"\\u0000\"'::jsonb"));
+  const nul = await errorOf(pool.query('SELECT \'"\\u0000"\'::jsonb'));
   expect(isTransientDbError(nul)).toBe(false);
   // 55000 for another reason than refused connections.
   const noCurrval = await errorOf(pool.query("SELECT currval('task_transition_id_seq')"));

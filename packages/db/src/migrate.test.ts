@@ -59,8 +59,7 @@ interface BookkeepingRow {
   logs: string | null;
 }
 
-const bookkeeping = (url: string) =>
-  query<BookkeepingRow>(url, 'SELECT * FROM "_prisma_migrations" ORDER BY migration_name, started_at');
+const bookkeeping = (url: string) => query<BookkeepingRow>(url, 'SELECT * FROM "_prisma_migrations" ORDER BY migration_name, started_at');
 
 const tables = async (url: string) =>
   (
@@ -195,10 +194,7 @@ describe('migrate', () => {
     await migrate(url, dir);
 
     mkdirSync(path.join(dir, '29990101000000_broken'));
-    writeFileSync(
-      path.join(dir, '29990101000000_broken', 'migration.sql'),
-      'CREATE TABLE "half_done" ("id" INTEGER);\nSELECT no_such_function();\n',
-    );
+    writeFileSync(path.join(dir, '29990101000000_broken', 'migration.sql'), 'CREATE TABLE "half_done" ("id" INTEGER);\nSELECT no_such_function();\n');
     await expect(migrate(url, dir)).rejects.toThrow(/no_such_function/);
     expect(await tables(url)).toEqual(TABLES);
     expect((await bookkeeping(url)).map((r) => r.migration_name)).toEqual(MIGRATIONS);

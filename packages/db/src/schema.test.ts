@@ -295,9 +295,7 @@ function expectedFacts(schema: ParsedSchema): DatabaseFacts {
       // Prisma never adds NOT NULL to a scalar list column; it may be NULL in the database.
       const nullable = f.optional || f.list;
       const hasDefault = attr(f.attrs, '@default') !== undefined;
-      facts.columns.push(
-        `column ${table}.${f.column} ${columnType(schema, model, f)} ${nullable ? 'NULL' : 'NOT NULL'}${hasDefault ? ' DEFAULT' : ''}`,
-      );
+      facts.columns.push(`column ${table}.${f.column} ${columnType(schema, model, f)} ${nullable ? 'NULL' : 'NOT NULL'}${hasDefault ? ' DEFAULT' : ''}`);
       const id = attr(f.attrs, '@id');
       if (id) index('primary key', namedArg(id.args, 'map') ? unquote(namedArg(id.args, 'map')!) : `${table}_pkey`, [f.column]);
       const unique = attr(f.attrs, '@unique');
@@ -381,9 +379,7 @@ async function databaseFacts(db: Queryable): Promise<DatabaseFacts> {
   );
   const facts: DatabaseFacts = {
     enums: enums.rows.map((e) => `enum ${e.name} (${e.labels.join(', ')})`),
-    columns: columns.rows.map(
-      (c) => `column ${c.table}.${c.column} ${c.type} ${c.nullable ? 'NULL' : 'NOT NULL'}${c.has_default ? ' DEFAULT' : ''}`,
-    ),
+    columns: columns.rows.map((c) => `column ${c.table}.${c.column} ${c.type} ${c.nullable ? 'NULL' : 'NOT NULL'}${c.has_default ? ' DEFAULT' : ''}`),
     indexes: indexes.rows.map(
       (i) =>
         `${i.primary ? 'primary key' : i.unique ? 'unique' : 'index'} ${i.table}.${i.name} (${i.columns.join(', ')})${i.predicate ? ` WHERE ${i.predicate}` : ''}`,
@@ -490,12 +486,28 @@ describe('schema.prisma and the migrations', () => {
 
     it.each([
       ['a column added to the schema', (s: string) => addToModel(s, 'Job', 'extraNote String? @map("extra_note")'), 'column job.extra_note text NULL'],
-      ['an index added to the schema', (s: string) => addToModel(s, 'Job', '@@index([hostname], map: "job_hostname_idx")'), 'index job.job_hostname_idx (hostname)'],
-      ['a unique field in the schema', (s: string) => s.replace('hostname        String', 'hostname        String @unique'), 'unique job.job_hostname_key (hostname)'],
+      [
+        'an index added to the schema',
+        (s: string) => addToModel(s, 'Job', '@@index([hostname], map: "job_hostname_idx")'),
+        'index job.job_hostname_idx (hostname)',
+      ],
+      [
+        'a unique field in the schema',
+        (s: string) => s.replace('hostname        String', 'hostname        String @unique'),
+        'unique job.job_hostname_key (hostname)',
+      ],
       ['a column made optional', (s: string) => s.replace('pid             Int', 'pid             Int?'), 'column job.pid integer NULL'],
       ['a default dropped', (s: string) => s.replace('capacity        Int       @default(0)', 'capacity        Int'), 'column job.capacity integer NOT NULL'],
-      ['a type changed', (s: string) => s.replace('classpath   String', 'classpath   String @db.VarChar(200)'), 'column trigger.classpath character varying(200) NOT NULL'],
-      ['an index order changed', (s: string) => s.replace('priority(sort: Desc)', 'priority'), 'index task_instance.task_instance_dispatch_idx (queue, priority, run_after)'],
+      [
+        'a type changed',
+        (s: string) => s.replace('classpath   String', 'classpath   String @db.VarChar(200)'),
+        'column trigger.classpath character varying(200) NOT NULL',
+      ],
+      [
+        'an index order changed',
+        (s: string) => s.replace('priority(sort: Desc)', 'priority'),
+        'index task_instance.task_instance_dispatch_idx (queue, priority, run_after)',
+      ],
       [
         'a partial index predicate changed',
         (s: string) => s.replace(`where: raw("(state = 'running'::task_state)")`, `where: raw("(state = 'queued'::task_state)")`),
@@ -503,10 +515,18 @@ describe('schema.prisma and the migrations', () => {
       ],
       [
         'an index made partial in the schema',
-        (s: string) => s.replace('@@index([createdAt], map: "rejection_created_idx")', '@@index([createdAt], map: "rejection_created_idx", where: raw("(job_id IS NOT NULL)"))'),
+        (s: string) =>
+          s.replace(
+            '@@index([createdAt], map: "rejection_created_idx")',
+            '@@index([createdAt], map: "rejection_created_idx", where: raw("(job_id IS NOT NULL)"))',
+          ),
         'index rejection.rejection_created_idx (created_at) WHERE (job_id IS NOT NULL)',
       ],
-      ['an enum value added', (s: string) => s.replace('  cancelled\n', '  cancelled\n  removed\n'), 'enum task_state (scheduled, queued, running, deferred, up_for_retry, success, failed, skipped, cancelled, removed)'],
+      [
+        'an enum value added',
+        (s: string) => s.replace('  cancelled\n', '  cancelled\n  removed\n'),
+        'enum task_state (scheduled, queued, running, deferred, up_for_retry, success, failed, skipped, cancelled, removed)',
+      ],
       ['a referential action changed', (s: string) => s.replace('onDelete: Cascade', 'onDelete: Restrict'), 'on delete r'],
     ])('%s', (_label, edit, expectedLine) => {
       const edited = edit(SCHEMA_TEXT);

@@ -28,13 +28,25 @@ export const TriggerFiredHintSchema = z
   .pipe(z.array(z.uuid()).min(1).max(MAX_FIRED_HINT_IDS));
 
 /** A task type's name, as registered and as requests name it. */
-export const TaskNameSchema = z.string().min(1).max(200).regex(/^[A-Za-z0-9_.:-]+$/, 'letters, digits and _ . : - only');
+export const TaskNameSchema = z
+  .string()
+  .min(1)
+  .max(200)
+  .regex(/^[A-Za-z0-9_.:-]+$/, 'letters, digits and _ . : - only');
 /** A task queue's name (part of a BullMQ queue name: no ':'). */
-export const QueueNameSchema = z.string().min(1).max(100).regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits and _ . - only');
+export const QueueNameSchema = z
+  .string()
+  .min(1)
+  .max(100)
+  .regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits and _ . - only');
 /** A task's priority: higher runs first. */
 export const PrioritySchema = z.number().int().min(-1000).max(1000);
 /** A task's execution timeout, in ms (at most 7 days). */
-export const ExecutionTimeoutSchema = z.number().int().min(1).max(7 * 24 * 3600 * 1000);
+export const ExecutionTimeoutSchema = z
+  .number()
+  .int()
+  .min(1)
+  .max(7 * 24 * 3600 * 1000);
 
 /** A request to run a task, from the SDK or from any BullMQ client on the task-request queue. */
 export const EnqueueRequestSchema = z

@@ -35,7 +35,10 @@ describe('redactedExcerpt', () => {
       priority: '[redacted string, 7 chars]',
       queue: '[redacted number]',
     });
-    expect(redactedExcerpt({ toString: 'hunter2', constructor: 'hunter2' })).toEqual({ toString: '[redacted string, 7 chars]', constructor: '[redacted string, 7 chars]' });
+    expect(redactedExcerpt({ toString: 'hunter2', constructor: 'hunter2' })).toEqual({
+      toString: '[redacted string, 7 chars]',
+      constructor: '[redacted string, 7 chars]',
+    });
   });
 
   test('a value that is not an object is described whole', () => {

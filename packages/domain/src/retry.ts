@@ -3,11 +3,19 @@ import type { DeferrableError } from './errors';
 
 const RETRY_FIELDS = {
   maxTries: z.number().int().min(1).max(1000),
-  delayMs: z.number().int().min(0).max(7 * 24 * 3600 * 1000),
+  delayMs: z
+    .number()
+    .int()
+    .min(0)
+    .max(7 * 24 * 3600 * 1000),
   /** Multiplier applied per try: delay * backoff^(try-1). 1 means a constant delay. */
   backoff: z.number().min(1).max(100),
   // An INTEGER column: at most 2^31 - 1 ms (about 24.8 days).
-  maxDelayMs: z.number().int().min(0).max(2 ** 31 - 1),
+  maxDelayMs: z
+    .number()
+    .int()
+    .min(0)
+    .max(2 ** 31 - 1),
 };
 
 /** A whole retry policy; each field left out takes the system default. */

@@ -1,15 +1,5 @@
 /** Task-instance states. The string values are stored in PostgreSQL's `task_state` enum. */
-export const TASK_STATES = [
-  'scheduled',
-  'queued',
-  'running',
-  'deferred',
-  'up_for_retry',
-  'success',
-  'failed',
-  'skipped',
-  'cancelled',
-] as const;
+export const TASK_STATES = ['scheduled', 'queued', 'running', 'deferred', 'up_for_retry', 'success', 'failed', 'skipped', 'cancelled'] as const;
 export type TaskState = (typeof TASK_STATES)[number];
 
 export const TERMINAL_STATES: readonly TaskState[] = ['success', 'failed', 'skipped', 'cancelled'];

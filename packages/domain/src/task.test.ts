@@ -8,7 +8,9 @@ const type = { name: 'billing.charge', callbacks: { resume: () => 'ok' } };
 describe('parseDeferOptions', () => {
   test('accepts valid options, with or without kwargs and timeout', () => {
     expect(parseDeferOptions(type, { trigger, method: 'resume' })).toMatchObject({ method: 'resume' });
-    expect(parseDeferOptions(type, { trigger, method: 'resume', kwargs: { n: 1 }, timeoutMs: MAX_DEFER_TIMEOUT_MS })).toMatchObject({ timeoutMs: MAX_DEFER_TIMEOUT_MS });
+    expect(parseDeferOptions(type, { trigger, method: 'resume', kwargs: { n: 1 }, timeoutMs: MAX_DEFER_TIMEOUT_MS })).toMatchObject({
+      timeoutMs: MAX_DEFER_TIMEOUT_MS,
+    });
   });
 
   test.each([

@@ -47,24 +47,26 @@ export class Batcher<T, R> {
       const batch = this.items.splice(0, this.maxSize);
       this.inFlight++;
       this.inFlightItems += batch.length;
-      this.flush(batch.map((b) => b.item)).then(
-        (results) => batch.forEach((b, i) => b.resolve(results[i] as R)),
-        async (err: unknown) => {
-          if (!this.isolateFailures || batch.length === 1) return batch.forEach((b) => b.reject(err));
-          await Promise.all(
-            batch.map((b) =>
-              this.flush([b.item]).then(
-                (r) => b.resolve(r[0] as R),
-                (e: unknown) => b.reject(e),
+      this.flush(batch.map((b) => b.item))
+        .then(
+          (results) => batch.forEach((b, i) => b.resolve(results[i] as R)),
+          async (err: unknown) => {
+            if (!this.isolateFailures || batch.length === 1) return batch.forEach((b) => b.reject(err));
+            await Promise.all(
+              batch.map((b) =>
+                this.flush([b.item]).then(
+                  (r) => b.resolve(r[0] as R),
+                  (e: unknown) => b.reject(e),
+                ),
               ),
-            ),
-          );
-        },
-      ).finally(() => {
-        this.inFlight--;
-        this.inFlightItems -= batch.length;
-        if (this.items.length > 0) this.launch();
-      });
+            );
+          },
+        )
+        .finally(() => {
+          this.inFlight--;
+          this.inFlightItems -= batch.length;
+          if (this.items.length > 0) this.launch();
+        });
     }
   }
 }

@@ -47,10 +47,15 @@ describe('Loop', () => {
 
   test('a failing step is retried at the next tick', async () => {
     let calls = 0;
-    const loop = new Loop('t', 10, async () => {
-      calls++;
-      if (calls === 1) throw new Error('transient');
-    }, silentLogger());
+    const loop = new Loop(
+      't',
+      10,
+      async () => {
+        calls++;
+        if (calls === 1) throw new Error('transient');
+      },
+      silentLogger(),
+    );
     loop.start();
     await jest.advanceTimersByTimeAsync(0);
     expect(calls).toBe(1);
@@ -61,10 +66,15 @@ describe('Loop', () => {
 
   test('a step that returns a number of milliseconds runs again that soon, not at the interval', async () => {
     let calls = 0;
-    const loop = new Loop('t', 10_000, async () => {
-      calls++;
-      return calls < 4 ? 5 : undefined; // three quick looks, then back to the interval
-    }, silentLogger());
+    const loop = new Loop(
+      't',
+      10_000,
+      async () => {
+        calls++;
+        return calls < 4 ? 5 : undefined; // three quick looks, then back to the interval
+      },
+      silentLogger(),
+    );
     loop.start();
     await jest.advanceTimersByTimeAsync(15);
     expect(calls).toBe(4);
@@ -77,10 +87,15 @@ describe('Loop', () => {
 
   test('a step asking to run again at once still waits a few milliseconds (no spin)', async () => {
     let calls = 0;
-    const loop = new Loop('t', 10_000, async () => {
-      calls++;
-      return 0;
-    }, silentLogger());
+    const loop = new Loop(
+      't',
+      10_000,
+      async () => {
+        calls++;
+        return 0;
+      },
+      silentLogger(),
+    );
     loop.start();
     await jest.advanceTimersByTimeAsync(100);
     await loop.stop();

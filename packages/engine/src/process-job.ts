@@ -52,8 +52,6 @@ export class ProcessJob {
     if (this.ended) return;
     this.ended = true;
     await this.loop.stop();
-    await endJob(this.res.db.pool, this.id, state).catch((err: unknown) =>
-      this.res.logger.warn({ err, jobId: this.id }, 'could not mark job row ended'),
-    );
+    await endJob(this.res.db.pool, this.id, state).catch((err: unknown) => this.res.logger.warn({ err, jobId: this.id }, 'could not mark job row ended'));
   }
 }

@@ -15,7 +15,12 @@ function capture(): { lines: { level: number; msg: string }[]; stream: Writable 
   return { lines, stream };
 }
 
-const base = { DATABASE_URL: 'postgresql://postgres@127.0.0.1:5432/postgres', REDIS_URL: 'redis://127.0.0.1:6379', DEFERRABLE_PREFIX: '{t}', LOG_LEVEL: 'info' };
+const base = {
+  DATABASE_URL: 'postgresql://postgres@127.0.0.1:5432/postgres',
+  REDIS_URL: 'redis://127.0.0.1:6379',
+  DEFERRABLE_PREFIX: '{t}',
+  LOG_LEVEL: 'info',
+};
 
 describe('createResources', () => {
   test.each([

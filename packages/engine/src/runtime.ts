@@ -17,7 +17,10 @@ function readiness(app: App): HealthChecks {
       let database = true;
       if (app.db) {
         database = await Promise.race([
-          app.db.pool.query('SELECT 1').then(() => true, () => false),
+          app.db.pool.query('SELECT 1').then(
+            () => true,
+            () => false,
+          ),
           new Promise<boolean>((r) => setTimeout(() => r(false), 2000).unref()),
         ]);
       }
@@ -90,7 +93,10 @@ export async function startApp(name: string, app: App): Promise<StartedApp> {
   let health: HealthServer | null = null;
   if (app.health && app.health.port >= 0) {
     health = await listenForHealth(name, app, app.health);
-    app.logger.info({ healthPort: health.port, healthHost: app.health.host }, `${name} health endpoints on ${app.health.host}:${health.port} (/livez, /readyz, /status)`);
+    app.logger.info(
+      { healthPort: health.port, healthHost: app.health.host },
+      `${name} health endpoints on ${app.health.host}:${health.port} (/livez, /readyz, /status)`,
+    );
   }
   try {
     await app.start();

@@ -140,7 +140,9 @@ test('the default health port in use falls back to a free port, and says which',
       expect(started.healthPort).not.toBeNull();
       expect(started.healthPort).not.toBe(busy.port);
       expect((await fetch(`http://127.0.0.1:${started.healthPort}/livez`)).status).toBe(200);
-      expect(lines.some((l) => l.level === 40 && l.msg.includes(`default health port ${busy.port} is in use`) && l.healthPort === started.healthPort)).toBe(true);
+      expect(lines.some((l) => l.level === 40 && l.msg.includes(`default health port ${busy.port} is in use`) && l.healthPort === started.healthPort)).toBe(
+        true,
+      );
     } finally {
       await started.stop();
     }

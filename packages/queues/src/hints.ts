@@ -55,12 +55,7 @@ export class HintPublisher {
 }
 
 /** Subscribes to hints; `onReady` runs after every (re)connect, when hints may have been missed. */
-export function subscribeHints(
-  redisUrl: string,
-  channel: string,
-  onMessage: (message: string) => void,
-  onReady: () => void,
-): { close(): Promise<void> } {
+export function subscribeHints(redisUrl: string, channel: string, onMessage: (message: string) => void, onReady: () => void): { close(): Promise<void> } {
   const redis = new Redis({ ...redisOptions(redisUrl), maxRetriesPerRequest: null });
   redis.on('error', () => undefined);
   redis.on('message', (_ch: string, message: string) => onMessage(message));

@@ -64,7 +64,12 @@ describe('hints over Redis pub/sub', () => {
     const received: string[] = [];
     let ready!: () => void;
     const subscribed = new Promise<void>((r) => (ready = r));
-    const sub = subscribeHints('redis://127.0.0.1:6379', channel, (m) => received.push(m), () => ready());
+    const sub = subscribeHints(
+      'redis://127.0.0.1:6379',
+      channel,
+      (m) => received.push(m),
+      () => ready(),
+    );
     const pub = new HintPublisher('redis://127.0.0.1:6379', channel);
     try {
       await subscribed;

@@ -1,2 +1,9 @@
 export * from './client';
-export { DatabaseUnavailableError, InvalidInputError, InvalidTransitionError, PayloadTooLargeError, TaskNotFoundError, UnknownTaskTypeError } from '@deferrable/domain';
+export {
+  DatabaseUnavailableError,
+  InvalidInputError,
+  InvalidTransitionError,
+  PayloadTooLargeError,
+  TaskNotFoundError,
+  UnknownTaskTypeError,
+} from '@deferrable/domain';

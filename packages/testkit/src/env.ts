@@ -27,7 +27,10 @@ export function databaseUrlFor(name: string): string {
 
 /** A fresh, migrated database and a Redis prefix of its own, for one test file. */
 export async function createTestEnv(label = 'test'): Promise<TestEnv> {
-  const id = `${label.replace(/[^a-z0-9]/gi, '').slice(0, 20).toLowerCase()}_${process.pid}_${randomBytes(4).toString('hex')}`;
+  const id = `${label
+    .replace(/[^a-z0-9]/gi, '')
+    .slice(0, 20)
+    .toLowerCase()}_${process.pid}_${randomBytes(4).toString('hex')}`;
   const databaseName = `dft_${id}`;
   const admin = new Client({ connectionString: PG_ADMIN_URL });
   await admin.connect();

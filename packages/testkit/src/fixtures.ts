@@ -220,5 +220,17 @@ export const deferOnQueue = defineTask({
   },
 });
 
-export const tasks = [deferOnBadDue, deferOnDeaf, deferOnBlocking, deferOnQueue, deferOnce, deferTimesOut, flakyCallback, slowCallback, unknownTrigger, blockingWait, failsHard];
+export const tasks = [
+  deferOnBadDue,
+  deferOnDeaf,
+  deferOnBlocking,
+  deferOnQueue,
+  deferOnce,
+  deferTimesOut,
+  flakyCallback,
+  slowCallback,
+  unknownTrigger,
+  blockingWait,
+  failsHard,
+];
 export const triggers = [explodingTriggerType, blockingTriggerType, badDueTriggerType, deafTriggerType];

@@ -1,11 +1,4 @@
-import {
-  parseInput,
-  UnknownTriggerTypeError,
-  type JsonObject,
-  type SerializedTrigger,
-  type Trigger,
-  type TriggerType,
-} from '@deferrable/domain';
+import { parseInput, UnknownTriggerTypeError, type JsonObject, type SerializedTrigger, type Trigger, type TriggerType } from '@deferrable/domain';
 
 /** Trigger types by name. The database stores the name and kwargs; this maps them back to code. */
 export class TriggerRegistry {

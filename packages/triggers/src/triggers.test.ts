@@ -2,14 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import {
-  InvalidInputError,
-  UnknownTriggerTypeError,
-  type Clock,
-  type Trigger,
-  type TriggerEvent,
-  type TriggerRunContext,
-} from '@deferrable/domain';
+import { InvalidInputError, UnknownTriggerTypeError, type Clock, type Trigger, type TriggerEvent, type TriggerRunContext } from '@deferrable/domain';
 import { systemClock } from './clock';
 import { FILE_TRIGGER, FileTrigger, fileTriggerType } from './file';
 import { builtinTriggerRegistry } from './index';

@@ -66,18 +66,8 @@ export interface DispatchLimits {
  * their backlog mark (never past it); the caller publishes one job each. `held`: a queue with
  * live workers is at its mark once these are dispatched.
  */
-export async function dispatchDueWithin(
-  db: Queryable,
-  limit: number,
-  actor: string,
-  limits: DispatchLimits,
-): Promise<{ rows: DispatchRow[]; held: boolean }> {
-  const { rows } = await db.query<DispatchRow & { held: boolean; id: string | null }>(DISPATCH_DUE, [
-    limit,
-    actor,
-    limits.ahead,
-    limits.workersAliveWithinMs,
-  ]);
+export async function dispatchDueWithin(db: Queryable, limit: number, actor: string, limits: DispatchLimits): Promise<{ rows: DispatchRow[]; held: boolean }> {
+  const { rows } = await db.query<DispatchRow & { held: boolean; id: string | null }>(DISPATCH_DUE, [limit, actor, limits.ahead, limits.workersAliveWithinMs]);
   return {
     held: rows[0]?.held ?? false,
     rows: rows.filter((r) => r.id !== null).map(({ held: _held, ...r }) => r),

@@ -33,10 +33,7 @@ export async function registerJob(
 
 /** Returns false when the row is no longer running (another process declared this one dead). */
 export async function heartbeatJob(db: Queryable, id: string, load: number): Promise<boolean> {
-  const { rowCount } = await db.query(
-    `UPDATE job SET latest_heartbeat = now(), load = $2 WHERE id = $1 AND state = ${JOB_RUNNING}`,
-    [id, load],
-  );
+  const { rowCount } = await db.query(`UPDATE job SET latest_heartbeat = now(), load = $2 WHERE id = $1 AND state = ${JOB_RUNNING}`, [id, load]);
   return rowCount === 1;
 }
 

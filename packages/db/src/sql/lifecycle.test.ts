@@ -92,10 +92,15 @@ async function task(id: string): Promise<TaskRow> {
 }
 
 async function triggerRow(id: string) {
-  const { rows } = await pool.query<{ id: string; classpath: string; kwargs: string; queue: string | null; triggerer_id: string | null; event: unknown; fired_at: Date | null }>(
-    'SELECT * FROM trigger WHERE id = $1',
-    [id],
-  );
+  const { rows } = await pool.query<{
+    id: string;
+    classpath: string;
+    kwargs: string;
+    queue: string | null;
+    triggerer_id: string | null;
+    event: unknown;
+    fired_at: Date | null;
+  }>('SELECT * FROM trigger WHERE id = $1', [id]);
   return rows[0] ?? null;
 }
 
@@ -227,7 +232,12 @@ describe('dispatch', () => {
     // No worker serves either queue: the mark is `ahead` (3).
     let r = await dispatchDueWithin(pool, 10, ACTOR, limits);
     expect(r.rows.map((x) => x.id).slice(0, 3)).toEqual([io[5], io[4], io[3]]); // priority order across queues
-    expect(r.rows.map((x) => x.id).slice(3).sort()).toEqual([...cpu].sort());
+    expect(
+      r.rows
+        .map((x) => x.id)
+        .slice(3)
+        .sort(),
+    ).toEqual([...cpu].sort());
     expect(r.held).toBe(false); // io is full, but no live worker serves it: no quick look needed
     r = await dispatchDueWithin(pool, 10, ACTOR, limits);
     expect(r).toEqual({ rows: [], held: false });
@@ -348,9 +358,7 @@ describe('startRun (compare-and-set)', () => {
   it('two workers racing for one job: exactly one runs it', async () => {
     const d = await queued();
     const results = await Promise.all(
-      Array.from({ length: 4 }, () =>
-        startRun(pool, { id: d.id, tryNumber: 1, dispatchAttempt: 1, workerId: randomUUID(), actor: ACTOR }),
-      ),
+      Array.from({ length: 4 }, () => startRun(pool, { id: d.id, tryNumber: 1, dispatchAttempt: 1, workerId: randomUUID(), actor: ACTOR })),
     );
     expect(results.filter((r) => r !== null)).toHaveLength(1);
   });
@@ -437,7 +445,15 @@ describe('deferRun', () => {
     });
     expect(ok).toBe(true);
     const t = await task(key.id);
-    expect(t).toMatchObject({ state: 'deferred', trigger_id: triggerId, next_method: 'on_file', next_kwargs: { a: 1 }, worker_id: null, heartbeat_at: null, try_number: 1 });
+    expect(t).toMatchObject({
+      state: 'deferred',
+      trigger_id: triggerId,
+      next_method: 'on_file',
+      next_kwargs: { a: 1 },
+      worker_id: null,
+      heartbeat_at: null,
+      try_number: 1,
+    });
     expect(t.trigger_timeout!.getTime()).toBeGreaterThan(Date.now() + 50_000);
     expect(await triggerRow(triggerId)).toMatchObject({ classpath: 'file', kwargs: 'v1.abc.def', queue: 'io', triggerer_id: null, event: null });
   });
@@ -684,7 +700,11 @@ describe('resume', () => {
       try {
         await client.query('BEGIN');
         const resumed = await resumeFromTriggers(client, [d.triggerId], ACTOR);
-        const dispatched = await dispatchIds(client, resumed.map((r) => r.id), ACTOR);
+        const dispatched = await dispatchIds(
+          client,
+          resumed.map((r) => r.id),
+          ACTOR,
+        );
         await client.query('COMMIT');
         expect(dispatched.map((r) => r.id)).toEqual([d.id]);
       } finally {
@@ -726,7 +746,10 @@ describe('resume', () => {
 
   it('with skipLocked, passes over a task another scheduler is resuming (no wait on its lock), and the other applies it once', async () => {
     const [mine, theirs] = [await deferred(), await deferred()];
-    await recordTriggerOutcomes(pool, [mine, theirs].map((d) => ({ triggerId: d.triggerId, outcome: { kind: 'event', payload: 1 } })));
+    await recordTriggerOutcomes(
+      pool,
+      [mine, theirs].map((d) => ({ triggerId: d.triggerId, outcome: { kind: 'event', payload: 1 } })),
+    );
     const [other, self] = [await pool.connect(), await pool.connect()];
     try {
       await other.query('BEGIN');
@@ -772,8 +795,15 @@ describe('resume', () => {
     // order (an index scan's on task_instance_trigger_idx). Created one after another in freshly
     // truncated tables, their row versions lie in creation order.
     const triggerIds = [randomUUID(), randomUUID(), randomUUID()].sort().reverse();
-    const [x, z, y] = [await deferred({ triggerId: triggerIds[0] }), await deferred({ triggerId: triggerIds[1] }), await deferred({ triggerId: triggerIds[2] })];
-    await recordTriggerOutcomes(pool, [x, z, y].map((d) => ({ triggerId: d.triggerId, outcome: { kind: 'event', payload: 1 } })));
+    const [x, z, y] = [
+      await deferred({ triggerId: triggerIds[0] }),
+      await deferred({ triggerId: triggerIds[1] }),
+      await deferred({ triggerId: triggerIds[2] }),
+    ];
+    await recordTriggerOutcomes(
+      pool,
+      [x, z, y].map((d) => ({ triggerId: d.triggerId, outcome: { kind: 'event', payload: 1 } })),
+    );
     const physical = (await pool.query<{ id: string }>('SELECT id FROM task_instance ORDER BY ctid')).rows.map((r) => r.id);
     expect(physical).toEqual([x.id, z.id, y.id]);
 
@@ -792,10 +822,7 @@ describe('resume', () => {
       await blocker.query('BEGIN');
       await blocker.query('SELECT 1 FROM task_instance WHERE id = $1 FOR UPDATE', [z.id]);
       const pids = await Promise.all([seq, idx].map(backendPid));
-      const outcomes = Promise.allSettled([
-        resumeFromTriggers(seq, triggerIds, 'scheduler-a'),
-        resumeFromTriggers(idx, triggerIds, 'scheduler-b'),
-      ]);
+      const outcomes = Promise.allSettled([resumeFromTriggers(seq, triggerIds, 'scheduler-a'), resumeFromTriggers(idx, triggerIds, 'scheduler-b')]);
       // Both statements are waiting on a row lock before z is released.
       await waitForLockWaits(pids);
       await blocker.query('COMMIT');
@@ -851,7 +878,10 @@ describe('timeoutDeferrals', () => {
   it('a trigger that fired before the deadline wins over the timeout even if its event is not applied yet', async () => {
     const inTime = await deferred({ timeoutMs: 60_000 });
     const tooLate = await deferred({ timeoutMs: 60_000 });
-    await recordTriggerOutcomes(pool, [inTime, tooLate].map((d) => ({ triggerId: d.triggerId, outcome: { kind: 'event', payload: 'ok' } })));
+    await recordTriggerOutcomes(
+      pool,
+      [inTime, tooLate].map((d) => ({ triggerId: d.triggerId, outcome: { kind: 'event', payload: 'ok' } })),
+    );
     // Both deadlines pass (moved in the database); one trigger had fired a minute before its
     // deadline, the other a minute after it.
     await pool.query(`UPDATE task_instance SET trigger_timeout = now() - interval '1 second' WHERE id = ANY($1::uuid[])`, [[inTime.id, tooLate.id]]);
@@ -879,9 +909,7 @@ describe('recovery', () => {
     try {
       await c1.query('BEGIN');
       const stale = await lockStaleRuns(c1, 30_000, 10);
-      expect(stale).toEqual([
-        { id: b.id, try_number: 1, max_tries: 3, worker_id: dead, retry_delay_ms: 1000, retry_backoff: 2, retry_max_delay_ms: 60_000 },
-      ]);
+      expect(stale).toEqual([{ id: b.id, try_number: 1, max_tries: 3, worker_id: dead, retry_delay_ms: 1000, retry_backoff: 2, retry_max_delay_ms: 60_000 }]);
       await c2.query('BEGIN');
       expect(await lockStaleRuns(c2, 30_000, 10)).toEqual([]);
       await c2.query('COMMIT');
@@ -1004,7 +1032,9 @@ describe('batched worker steps (one statement for many runs)', () => {
   it('a key in upper case starts its run (PostgreSQL answers in lower case)', async () => {
     const d = await queued();
     const workerId = randomUUID();
-    const [row] = await startRuns(pool, [{ id: d.id.toUpperCase(), tryNumber: 1, dispatchAttempt: d.dispatch_attempt, workerId: workerId.toUpperCase(), actor: ACTOR }]);
+    const [row] = await startRuns(pool, [
+      { id: d.id.toUpperCase(), tryNumber: 1, dispatchAttempt: d.dispatch_attempt, workerId: workerId.toUpperCase(), actor: ACTOR },
+    ]);
     expect(row).toMatchObject({ id: d.id, state: 'running', worker_id: workerId });
   });
 
@@ -1019,11 +1049,13 @@ describe('batched worker steps (one statement for many runs)', () => {
 
   it('succeedRuns and deferRuns record only the runs still held, each with its own result or trigger', async () => {
     const [k1, k2, k3, k4] = [await running(), await running(), await running(), await running()];
-    expect(await succeedRuns(pool, [
-      { key: k1, result: { n: 1 } },
-      { key: { ...k2, workerId: randomUUID() }, result: 'not ours' },
-      { key: k3, result: [3] },
-    ])).toEqual([true, false, true]);
+    expect(
+      await succeedRuns(pool, [
+        { key: k1, result: { n: 1 } },
+        { key: { ...k2, workerId: randomUUID() }, result: 'not ours' },
+        { key: k3, result: [3] },
+      ]),
+    ).toEqual([true, false, true]);
     expect((await task(k1.id))!.result).toEqual({ n: 1 });
     expect((await task(k3.id))!.result).toEqual([3]);
     expect((await task(k2.id))!.state).toBe('running');
@@ -1035,11 +1067,13 @@ describe('batched worker steps (one statement for many runs)', () => {
       timeoutMs,
     });
     const [t2, t4, tLost] = [randomUUID(), randomUUID(), randomUUID()];
-    expect(await deferRuns(pool, [
-      { key: k2, deferral: deferral(t2, 'a', null) },
-      { key: { ...k4, tryNumber: 7 }, deferral: deferral(tLost, 'lost', null) },
-      { key: k4, deferral: deferral(t4, 'b', 60_000) },
-    ])).toEqual([true, false, true]);
+    expect(
+      await deferRuns(pool, [
+        { key: k2, deferral: deferral(t2, 'a', null) },
+        { key: { ...k4, tryNumber: 7 }, deferral: deferral(tLost, 'lost', null) },
+        { key: k4, deferral: deferral(t4, 'b', 60_000) },
+      ]),
+    ).toEqual([true, false, true]);
     const r2 = await task(k2.id);
     const r4 = await task(k4.id);
     expect(r2).toMatchObject({ state: 'deferred', trigger_id: t2, next_method: 'a', next_kwargs: { kwargs: { m: 'a' } }, trigger_timeout: null });
@@ -1109,7 +1143,17 @@ describe('jobs and rejections', () => {
     await registerJob(pool, { id, jobType: 'worker', hostname: 'h1', pid: 42, capacity: 8, queues: ['default', 'io'] });
     expect(await heartbeatJob(pool, id, 3)).toBe(true);
     const [row] = await listJobs(pool, { jobType: 'worker' });
-    expect(row).toMatchObject({ id, job_type: 'worker', hostname: 'h1', pid: 42, state: 'running', capacity: 8, load: 3, queues: ['default', 'io'], ended_at: null });
+    expect(row).toMatchObject({
+      id,
+      job_type: 'worker',
+      hostname: 'h1',
+      pid: 42,
+      state: 'running',
+      capacity: 8,
+      load: 3,
+      queues: ['default', 'io'],
+      ended_at: null,
+    });
     expect(row!.heartbeat_age_ms).toBeGreaterThanOrEqual(0);
     expect(row!.heartbeat_age_ms).toBeLessThan(10_000);
     expect(await listJobs(pool, { jobType: 'scheduler' })).toEqual([]);

@@ -20,7 +20,9 @@ test('a rejected task request is stored redacted: the task name shown, its argum
   });
   // A caller that passes a string is redacted too.
   await recordRejection(env.db.pool, { source: 'queue:task-requests', jobId: 'r2', reason: 'not JSON', excerpt: 'password=hunter2' });
-  const { rows } = await env.db.pool.query<{ job_id: string; excerpt: string }>("SELECT job_id, excerpt FROM rejection WHERE job_id IN ('r1', 'r2') ORDER BY job_id");
+  const { rows } = await env.db.pool.query<{ job_id: string; excerpt: string }>(
+    "SELECT job_id, excerpt FROM rejection WHERE job_id IN ('r1', 'r2') ORDER BY job_id",
+  );
   expect(rows.map((r) => r.excerpt).join()).not.toContain('hunter2');
   expect(JSON.parse(rows[0]!.excerpt)).toEqual({
     task: 'billing.charge',

@@ -9,10 +9,7 @@ const MAX_EXCERPT = 500;
  * name, queue, priority, ids; arguments and every other value only described), whatever the
  * caller passes, and bounded.
  */
-export async function recordRejection(
-  db: Queryable,
-  r: { source: string; jobId?: string | null; reason: string; excerpt?: unknown },
-): Promise<void> {
+export async function recordRejection(db: Queryable, r: { source: string; jobId?: string | null; reason: string; excerpt?: unknown }): Promise<void> {
   let excerpt: string | null = null;
   if (r.excerpt !== undefined) {
     try {

@@ -83,7 +83,14 @@ export async function resumeFromTriggers(
   return rows.map((r) => {
     const resumed: ResumedRow = { id: r.id, state: r.state, trigger_id: r.trigger_id };
     if (r.state === 'queued') {
-      resumed.dispatch = { id: r.id, try_number: r.try_number, dispatch_attempt: r.dispatch_attempt, queue: r.queue, priority: r.priority, next_method: r.next_method };
+      resumed.dispatch = {
+        id: r.id,
+        try_number: r.try_number,
+        dispatch_attempt: r.dispatch_attempt,
+        queue: r.queue,
+        priority: r.priority,
+        next_method: r.next_method,
+      };
     }
     return resumed;
   });

@@ -19,7 +19,9 @@ SET state = ${toSql('start')}, worker_id = k.worker_id, heartbeat_at = now(), st
 FROM unnest($1::uuid[], $2::int[], $3::int[], $4::uuid[], $5::text[]) AS k(id, try_number, dispatch_attempt, worker_id, actor)
 WHERE ti.id = ANY($1::uuid[]) AND ti.id = k.id AND ti.state ${fromSql('start')} AND ti.try_number = k.try_number
   AND ti.dispatch_attempt = k.dispatch_attempt
-RETURNING ${TASK_COLUMNS.split(',').map((c) => `ti.${c.trim()}`).join(', ')}`;
+RETURNING ${TASK_COLUMNS.split(',')
+  .map((c) => `ti.${c.trim()}`)
+  .join(', ')}`;
 
 export interface StartKey {
   id: string;
@@ -98,7 +100,10 @@ export async function succeedRuns(db: Queryable, runs: readonly { key: RunKey; r
     runs.map((r) => JSON.stringify(r.result ?? null)),
     runs.map((r) => r.key.actor),
   ]);
-  return matched(runs.map((r) => r.key), rows);
+  return matched(
+    runs.map((r) => r.key),
+    rows,
+  );
 }
 
 export async function succeedRun(db: Queryable, k: RunKey, result: unknown): Promise<boolean> {

@@ -80,7 +80,12 @@ describe('SQL statements and the transition table', () => {
       const runs = await Promise.all(
         ids.map(async (id) => ({
           key: { ...(await key(id)), dispatchAttempt: (await row(id)).dispatch_attempt },
-          deferral: { trigger: { id: randomUUID(), classpath: 'datetime', kwargsToken: 'x', queue: null }, nextMethod: 'resume', nextKwargs: {}, timeoutMs: 60_000 },
+          deferral: {
+            trigger: { id: randomUUID(), classpath: 'datetime', kwargsToken: 'x', queue: null },
+            nextMethod: 'resume',
+            nextKwargs: {},
+            timeoutMs: 60_000,
+          },
         })),
       );
       expect((await deferRuns(pool(), runs)).every(Boolean)).toBe(true);
@@ -134,9 +139,7 @@ describe('SQL statements and the transition table', () => {
       // Terminal states stay terminal.
       for (const id of [a!, b!, e!]) expect(await cancelTask(pool(), id, actor)).toBe(false);
 
-      const { rows } = await pool().query<{ from_state: TaskState | null; to_state: TaskState }>(
-        'SELECT DISTINCT from_state, to_state FROM task_transition',
-      );
+      const { rows } = await pool().query<{ from_state: TaskState | null; to_state: TaskState }>('SELECT DISTINCT from_state, to_state FROM task_transition');
       const seen = rows.map((r) => `${r.from_state ?? '(new)'} -> ${r.to_state}`).sort();
       const refused = rows.filter((r) => !canTransition(r.from_state, r.to_state)).map((r) => `${r.from_state} -> ${r.to_state}`);
       expect(refused).toEqual([]);

@@ -52,7 +52,7 @@ describe('triggererLoad', () => {
     expect(await load(self, 7)).toMatchObject({ alive: 2, unfired: 100 + 7 + 3 });
   });
 
-  it("counts the triggers held by dead triggerers (about to be taken over), not the rows held by live ones", async () => {
+  it('counts the triggers held by dead triggerers (about to be taken over), not the rows held by live ones', async () => {
     const self = await triggerer();
     const peer = await triggerer(4);
     // The live peer's rows are counted through its reported load, once.

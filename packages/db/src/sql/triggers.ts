@@ -126,19 +126,13 @@ export async function triggererLoad(
 
 /** How many unfired triggers are assigned to this triggerer (index: trigger_claim_idx). */
 export async function assignedTriggerCount(db: Queryable, triggererId: string): Promise<number> {
-  const { rows } = await db.query<{ n: number }>(
-    'SELECT count(*)::int AS n FROM trigger WHERE triggerer_id = $1 AND event IS NULL',
-    [triggererId],
-  );
+  const { rows } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM trigger WHERE triggerer_id = $1 AND event IS NULL', [triggererId]);
   return rows[0]?.n ?? 0;
 }
 
 /** Ids of the unfired triggers assigned to this triggerer: anything else it runs is to be stopped. */
 export async function assignedTriggerIds(db: Queryable, triggererId: string): Promise<Set<string>> {
-  const { rows } = await db.query<{ id: string }>(
-    'SELECT id FROM trigger WHERE triggerer_id = $1 AND event IS NULL',
-    [triggererId],
-  );
+  const { rows } = await db.query<{ id: string }>('SELECT id FROM trigger WHERE triggerer_id = $1 AND event IS NULL', [triggererId]);
   return new Set(rows.map((r) => r.id));
 }
 
@@ -159,23 +153,14 @@ export interface RecordedTriggerRow {
 }
 
 /** Records fired events or failures; returns the rows actually recorded now, with their tasks. */
-export async function recordTriggerOutcomeRows(
-  db: Queryable,
-  outcomes: readonly { triggerId: string; outcome: unknown }[],
-): Promise<RecordedTriggerRow[]> {
+export async function recordTriggerOutcomeRows(db: Queryable, outcomes: readonly { triggerId: string; outcome: unknown }[]): Promise<RecordedTriggerRow[]> {
   if (outcomes.length === 0) return [];
-  const { rows } = await db.query<RecordedTriggerRow>(RECORD, [
-    outcomes.map((o) => o.triggerId),
-    outcomes.map((o) => JSON.stringify(o.outcome)),
-  ]);
+  const { rows } = await db.query<RecordedTriggerRow>(RECORD, [outcomes.map((o) => o.triggerId), outcomes.map((o) => JSON.stringify(o.outcome))]);
   return rows;
 }
 
 /** Records fired events or failures; returns the ids actually recorded now. */
-export async function recordTriggerOutcomes(
-  db: Queryable,
-  outcomes: readonly { triggerId: string; outcome: unknown }[],
-): Promise<string[]> {
+export async function recordTriggerOutcomes(db: Queryable, outcomes: readonly { triggerId: string; outcome: unknown }[]): Promise<string[]> {
   return (await recordTriggerOutcomeRows(db, outcomes)).map((r) => r.id);
 }
 

@@ -10,7 +10,14 @@ let jobs: Producer<typeof taskDispatch.schema, string>;
 const started: Dispatcher[] = [];
 
 function dispatcher(over: Partial<DispatcherOptions> = {}): Dispatcher {
-  const d = new Dispatcher(testResources(env), { pollMs: 60_000, dispatchBatch: 100, dispatchAhead: 1000, workersAliveWithinMs: 30_000, actor: 'test', ...over });
+  const d = new Dispatcher(testResources(env), {
+    pollMs: 60_000,
+    dispatchBatch: 100,
+    dispatchAhead: 1000,
+    workersAliveWithinMs: 30_000,
+    actor: 'test',
+    ...over,
+  });
   started.push(d);
   return d;
 }
@@ -42,13 +49,27 @@ test("an enqueue's NOTIFY wakes the dispatcher: the task is queued and its job p
   // The LISTEN connection is up (its first wake-up has run): from now on only a NOTIFY wakes it
   // before the 60 s poll.
   await waitFor(
-    async () => (await count(env.db.pool, "pg_stat_activity WHERE datname = $1 AND application_name = 'deferrable-listen' AND query ILIKE 'LISTEN%'", [env.databaseName])) > 0,
+    async () =>
+      (await count(env.db.pool, "pg_stat_activity WHERE datname = $1 AND application_name = 'deferrable-listen' AND query ILIKE 'LISTEN%'", [
+        env.databaseName,
+      ])) > 0,
     10_000,
     'the LISTEN connection',
   );
   const { id } = await insertTaskInstance(env.db.pool, {
-    id: randomUUID(), taskName: 'test.task', args: {}, queue: 'default', priority: 0, maxTries: 1, retryDelayMs: 0, retryBackoff: 1,
-    retryMaxDelayMs: 0, executionTimeoutMs: null, runAfter: null, idempotencyKey: null, actor: 'test',
+    id: randomUUID(),
+    taskName: 'test.task',
+    args: {},
+    queue: 'default',
+    priority: 0,
+    maxTries: 1,
+    retryDelayMs: 0,
+    retryBackoff: 1,
+    retryMaxDelayMs: 0,
+    executionTimeoutMs: null,
+    runAfter: null,
+    idempotencyKey: null,
+    actor: 'test',
   });
   await waitFor(async () => (await taskRow(env.db.pool, id)).state === 'queued', 10_000, 'the task queued');
   await waitFor(async () => (await jobStateOf(id)) === 'prioritized', 5000, 'its job published');

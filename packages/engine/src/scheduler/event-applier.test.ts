@@ -33,7 +33,7 @@ afterAll(async () => {
   await env.cleanup();
 });
 
-test("a trigger-event job resumes its task, dispatched in the same statement, and its job is published", async () => {
+test('a trigger-event job resumes its task, dispatched in the same statement, and its job is published', async () => {
   const a = start();
   const { id, triggerId } = await insertDeferred(env.db.pool, { event: fired });
   await events.add(undefined, { triggerId });

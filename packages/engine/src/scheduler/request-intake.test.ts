@@ -64,7 +64,7 @@ test('a malformed request is rejected before the enqueue is called', async () =>
   const job = await q.add('task-request', { task: 'bad name with spaces' });
   await waitFor(async () => (await q.getJobState(job.id!)) === 'failed', 10_000, 'the job failed');
   expect(called).toBe(false);
-  expect(await count(env.db.pool, "rejection WHERE job_id = $1", [job.id])).toBe(1);
+  expect(await count(env.db.pool, 'rejection WHERE job_id = $1', [job.id])).toBe(1);
 });
 
 test('an unreachable database is waited out: the request is recorded once it comes back', async () => {

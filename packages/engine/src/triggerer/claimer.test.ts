@@ -68,7 +68,7 @@ describe('TriggerClaimer', () => {
     expect(await assignedTo(id)).toBe(5);
   });
 
-  test("the share follows the load the live peers report, not a count of trigger rows", async () => {
+  test('the share follows the load the live peers report, not a count of trigger rows', async () => {
     await waiting(10);
     // The peer reports 100 running triggers (in rows this test never wrote): a fair share of
     // 110 between two is 55, so all 10 waiting triggers are claimed here.

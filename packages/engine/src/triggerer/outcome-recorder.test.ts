@@ -22,7 +22,12 @@ describe('OutcomeRecorder', () => {
     const hinted: string[] = [];
     let ready!: () => void;
     const subscribed = new Promise<void>((r) => (ready = r));
-    const hints = subscribeHints(h.res.redisUrl, triggerFiredChannel(h.res.prefix), (m) => hinted.push(...m.split(',')), () => ready());
+    const hints = subscribeHints(
+      h.res.redisUrl,
+      triggerFiredChannel(h.res.prefix),
+      (m) => hinted.push(...m.split(',')),
+      () => ready(),
+    );
     try {
       await subscribed;
       const a = await deferredTask(h.res, { type: 'test.now', kwargs: {} });
@@ -78,7 +83,9 @@ describe('OutcomeRecorder with an outcome PostgreSQL refuses', () => {
     const failure = (await triggerRow(h.res, bad.triggerId)).event as { kind: string; error: { code: string; message: string } };
     expect(failure.kind).toBe('failure');
     expect(failure.error.code).toBe('TRIGGER_FAILED');
-    expect(failure.error.message).toMatch(/^the trigger's event could not be recorded: PostgreSQL refused it \(invalid input syntax for type json: Unicode .*surrogate/);
+    expect(failure.error.message).toMatch(
+      /^the trigger's event could not be recorded: PostgreSQL refused it \(invalid input syntax for type json: Unicode .*surrogate/,
+    );
     for (const t of [...good, bad]) expect(await h.env.redis.exists(`${h.res.prefix}:trigger-events:${t.triggerId}`)).toBe(1);
     expect(h.logs.filter((l) => l.msg === 'recording trigger outcomes failed; retrying')).toEqual([]);
     expect(h.logs.find((l) => l.msg.startsWith('trigger outcome refused'))).toMatchObject({ triggerId: bad.triggerId });

@@ -139,7 +139,10 @@ export class OutcomeRecorder {
       const { message, detail } = refusal(err);
       this.res.logger.error({ triggerId: item.triggerId, reason: message }, 'trigger outcome refused by PostgreSQL; recording a failure instead');
       // The detail (kept for the task, not logged) says what PostgreSQL found wrong in the data.
-      const error = { code: 'TRIGGER_FAILED', message: `the trigger's event could not be recorded: PostgreSQL refused it (${message}${detail ? `: ${detail}` : ''})` };
+      const error = {
+        code: 'TRIGGER_FAILED',
+        message: `the trigger's event could not be recorded: PostgreSQL refused it (${message}${detail ? `: ${detail}` : ''})`,
+      };
       const failure: OutcomeItem = { triggerId: item.triggerId, outcome: { kind: 'failure', error } };
       const rows = await this.write([failure]).catch((e: unknown) => {
         if (isTransientDbError(e)) throw e;
@@ -174,9 +177,12 @@ export class OutcomeRecorder {
     for (let i = 0; i < ids.length; i += MAX_FIRED_HINT_IDS) {
       this.firedHints.publishNow(ids.slice(i, i + MAX_FIRED_HINT_IDS).join(','));
     }
-    await this.events.addBulk(undefined, ids.map((triggerId) => ({ triggerId }))).catch((err: unknown) =>
-      this.res.logger.warn({ err, count: ids.length }, 'publishing trigger events failed; the scheduler backstop will apply them'),
-    );
+    await this.events
+      .addBulk(
+        undefined,
+        ids.map((triggerId) => ({ triggerId })),
+      )
+      .catch((err: unknown) => this.res.logger.warn({ err, count: ids.length }, 'publishing trigger events failed; the scheduler backstop will apply them'));
     // One line per trigger, with the task it resumes (from the recording statement).
     const outcomes = new Map<string, TriggerOutcome>();
     for (const i of items) if (!outcomes.has(i.triggerId)) outcomes.set(i.triggerId, i.outcome);

@@ -94,7 +94,9 @@ describe('TriggerRunner', () => {
   test('a trigger that ends without an event is logged with its ids; one that fires is logged at info with its task instance id', async () => {
     const [silent, fires] = await run({ type: 'test.silent', kwargs: {} }, { type: 'test.now', kwargs: { payload: 1 } });
     await outcome(fires!.triggerId);
-    expect(await waitFor(() => h.logs.find((l) => l.msg === 'trigger ended without an event' && l.triggerId === silent!.triggerId), 5000, 'warn')).toMatchObject({
+    expect(
+      await waitFor(() => h.logs.find((l) => l.msg === 'trigger ended without an event' && l.triggerId === silent!.triggerId), 5000, 'warn'),
+    ).toMatchObject({
       level: 40,
       taskInstanceId: silent!.taskInstanceId,
       triggerType: 'test.silent',

@@ -132,9 +132,11 @@ export class TriggerRunner {
     }
     this.running.set(id, entry);
     const scope = { triggerId: id, triggerType: type, taskInstanceId };
-    entry.done = this.blocks.run(scope, () => this.run(entry, trigger, taskInstanceId)).finally(() => {
-      if (this.running.get(id) === entry) this.running.delete(id);
-    });
+    entry.done = this.blocks
+      .run(scope, () => this.run(entry, trigger, taskInstanceId))
+      .finally(() => {
+        if (this.running.get(id) === entry) this.running.delete(id);
+      });
   }
 
   private async run(entry: RunningTrigger, trigger: Trigger, taskInstanceId: string | null): Promise<void> {
@@ -218,5 +220,8 @@ const storable = (s: string) => s.replace(/\u0000/g, '\\u0000').replace(/[\uD800
 function failureOutcome(err: unknown): Extract<TriggerOutcome, { kind: 'failure' }> {
   const recorded = recordError(err);
   const stack = err instanceof Error && typeof err.stack === 'string' ? storable(err.stack.slice(0, MAX_STACK)) : undefined;
-  return { kind: 'failure', error: stack ? { code: recorded.code, message: storable(recorded.message), stack } : { code: recorded.code, message: storable(recorded.message) } };
+  return {
+    kind: 'failure',
+    error: stack ? { code: recorded.code, message: storable(recorded.message), stack } : { code: recorded.code, message: storable(recorded.message) },
+  };
 }

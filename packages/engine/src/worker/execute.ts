@@ -16,10 +16,7 @@ import type { TaskInstanceRow } from '@deferrable/db';
 import { z } from 'zod';
 
 /** What a run of task code ended with: a result, a deferral, or an error. */
-export type RunOutcome =
-  | { kind: 'success'; result: Json | undefined }
-  | { kind: 'deferred'; deferral: TaskDeferred }
-  | { kind: 'error'; error: unknown };
+export type RunOutcome = { kind: 'success'; result: Json | undefined } | { kind: 'deferred'; deferral: TaskDeferred } | { kind: 'error'; error: unknown };
 
 // next_kwargs as the worker reads it: the deferral's kwargs, then the event once resumed, or the
 // trigger's error when resuming into __fail__. Validated: it came from the database.

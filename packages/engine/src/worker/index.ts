@@ -135,7 +135,13 @@ export class TaskWorker {
       this.res.logger.warn({ jobId: job.id, queue, reason }, 'rejected malformed task job');
       throw new UnrecoverableError(reason);
     }
-    const row = await this.steps.start({ id: msg.taskInstanceId, tryNumber: msg.tryNumber, dispatchAttempt: msg.dispatchAttempt, workerId: this.workerId, actor: this.actor });
+    const row = await this.steps.start({
+      id: msg.taskInstanceId,
+      tryNumber: msg.tryNumber,
+      dispatchAttempt: msg.dispatchAttempt,
+      workerId: this.workerId,
+      actor: this.actor,
+    });
     if (!row) {
       this.res.logger.debug({ taskInstanceId: msg.taskInstanceId, try: msg.tryNumber }, 'stale dispatch ignored');
       return;
@@ -206,7 +212,10 @@ export class TaskWorker {
       timeoutMs: d.timeoutMs ?? null,
     };
     const ok = await this.steps.defer(key, deferral);
-    log.info({ triggerId, triggerType: serialized.type, method: d.method, recorded: ok }, ok ? 'task deferred; slot freed' : 'deferral not recorded: run was no longer ours');
+    log.info(
+      { triggerId, triggerType: serialized.type, method: d.method, recorded: ok },
+      ok ? 'task deferred; slot freed' : 'deferral not recorded: run was no longer ours',
+    );
   }
 
   private async recordFailure(row: TaskInstanceRow, key: RunKey, error: unknown, log: typeof this.res.logger): Promise<void> {

@@ -131,7 +131,12 @@ test('records a deferral with its trigger, and tells the triggerers of it', asyn
     const key = await queued();
     await steps.start(key);
     const triggerId = randomUUID();
-    const deferral = { trigger: { id: triggerId, classpath: 'timedelta', kwargsToken: 'x', queue: 'slow' }, nextMethod: 'resume', nextKwargs: { kwargs: {} }, timeoutMs: null };
+    const deferral = {
+      trigger: { id: triggerId, classpath: 'timedelta', kwargsToken: 'x', queue: 'slow' },
+      nextMethod: 'resume',
+      nextKwargs: { kwargs: {} },
+      timeoutMs: null,
+    };
     expect(await steps.defer(key, deferral)).toBe(true);
     expect(await task(key.id)).toMatchObject({ state: 'deferred', trigger_id: triggerId, next_method: 'resume' });
     await waitFor(() => hints.includes('slow'), 5000, 'trigger-created hint');

@@ -1,15 +1,5 @@
 import type { RecordedError } from '@deferrable/domain';
-import {
-  deferRuns,
-  failRun,
-  startRuns,
-  succeedRuns,
-  type Deferral,
-  type DeferKey,
-  type RunKey,
-  type StartKey,
-  type TaskInstanceRow,
-} from '@deferrable/db';
+import { deferRuns, failRun, startRuns, succeedRuns, type Deferral, type DeferKey, type RunKey, type StartKey, type TaskInstanceRow } from '@deferrable/db';
 import { HintPublisher, triggerCreatedChannel } from '@deferrable/queues';
 import { Batcher } from '../batcher';
 import { retryThroughOutage } from '../outage';
@@ -89,7 +79,8 @@ export class StepRecorder {
     return retryThroughOutage(write, {
       giveUp: (attempt) => this.stopping && attempt >= 4,
       onRetry: (err, attempt) => {
-        if (attempt % 10 === 0) this.res.logger.warn({ err, taskInstanceId: run.id, try: run.tryNumber, step, attempt }, 'database unreachable; retrying the write');
+        if (attempt % 10 === 0)
+          this.res.logger.warn({ err, taskInstanceId: run.id, try: run.tryNumber, step, attempt }, 'database unreachable; retrying the write');
       },
       baseDelayMs: 50,
       maxDelayMs: 2000,

@@ -33,7 +33,10 @@ export class Reaper {
       });
       await reapRuns(client, runs, this.opts.actor);
       for (const { row, retryInMs: retryIn } of runs) {
-        this.res.logger.warn({ taskInstanceId: row.id, try: row.try_number, workerId: row.worker_id, retry: retryIn !== null }, 'reaped a run whose worker stopped heartbeating');
+        this.res.logger.warn(
+          { taskInstanceId: row.id, try: row.try_number, workerId: row.worker_id, retry: retryIn !== null },
+          'reaped a run whose worker stopped heartbeating',
+        );
       }
       return rows.length;
     });

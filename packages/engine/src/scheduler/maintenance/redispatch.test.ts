@@ -34,7 +34,10 @@ test('a lost job among the newest long-queued rows is found within a few runs, e
   await env.db.pool.query('TRUNCATE task_instance CASCADE');
   const older: string[] = [];
   for (let i = 0; i < 30; i++) older.push(await insertTask(env.db.pool, { state: 'queued', dispatchAttempt: 1, queuedAgoMs: 120_000 - i * 100 }));
-  await jobs.addBulk('default', older.map((id) => ({ taskInstanceId: id, tryNumber: 1, dispatchAttempt: 1 })));
+  await jobs.addBulk(
+    'default',
+    older.map((id) => ({ taskInstanceId: id, tryNumber: 1, dispatchAttempt: 1 })),
+  );
   const lost = await insertTask(env.db.pool, { state: 'queued', dispatchAttempt: 1, queuedAgoMs: 30_000 });
   // Job states looked up in Redis, per run.
   const looked: number[] = [];

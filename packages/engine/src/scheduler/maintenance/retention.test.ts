@@ -30,7 +30,9 @@ async function insertJob(f: { state: string; heartbeatAgoMs: number; endedAgoMs:
 }
 
 async function insertRejection(agoMs: number): Promise<void> {
-  await env.db.pool.query(`INSERT INTO rejection (source, reason, created_at) VALUES ('test', 'bad', now() - make_interval(secs => $1::float8 / 1000))`, [agoMs]);
+  await env.db.pool.query(`INSERT INTO rejection (source, reason, created_at) VALUES ('test', 'bad', now() - make_interval(secs => $1::float8 / 1000))`, [
+    agoMs,
+  ]);
 }
 
 test('old finished tasks (with their transitions), old job rows and old rejections are deleted; live and recent rows never are', async () => {
@@ -40,7 +42,8 @@ test('old finished tasks (with their transitions), old job rows and old rejectio
   const recentFinished = await insertTask(db, { state: 'success', endedAgoMs: DAY });
   // Rows in flight are kept however old their timestamps (an ended_at on one would be a bug elsewhere).
   const live = [];
-  for (const state of ['scheduled', 'queued', 'running', 'deferred', 'up_for_retry'] as const) live.push(await insertTask(db, { state, endedAgoMs: WEEK + DAY }));
+  for (const state of ['scheduled', 'queued', 'running', 'deferred', 'up_for_retry'] as const)
+    live.push(await insertTask(db, { state, endedAgoMs: WEEK + DAY }));
   const keptTasks = [recentFinished, ...live];
 
   const endedLongAgo = await insertJob({ state: 'success', heartbeatAgoMs: WEEK + DAY, endedAgoMs: WEEK + DAY });

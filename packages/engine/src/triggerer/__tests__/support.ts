@@ -7,7 +7,17 @@ import { randomUUID } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { DEV_KWARGS_KEY } from '@deferrable/config';
 import { createKwargsCipher, deferRun, dispatchIds, insertTaskInstance, registerJob, startRun } from '@deferrable/db';
-import { defineTriggerType, JsonSchema, triggerSleep, type Clock, type ClockTimer, type JsonObject, type TriggerEvent, type TriggerRunContext, type TriggerType } from '@deferrable/domain';
+import {
+  defineTriggerType,
+  JsonSchema,
+  triggerSleep,
+  type Clock,
+  type ClockTimer,
+  type JsonObject,
+  type TriggerEvent,
+  type TriggerRunContext,
+  type TriggerType,
+} from '@deferrable/domain';
 import { createLogger } from '@deferrable/logging';
 import { createTestEnv, type TestEnv } from '@deferrable/testkit';
 import { builtinTriggerRegistry, systemClock, type TriggerRegistry } from '@deferrable/triggers';
@@ -98,7 +108,10 @@ export async function peerTriggerer(res: Resources, opts: { id?: string; queues?
   return id;
 }
 
-export async function triggerRow(res: Resources, id: string): Promise<{ triggerer_id: string | null; event: Record<string, unknown> | null; fired_at: Date | null }> {
+export async function triggerRow(
+  res: Resources,
+  id: string,
+): Promise<{ triggerer_id: string | null; event: Record<string, unknown> | null; fired_at: Date | null }> {
   const { rows } = await res.db.pool.query('SELECT triggerer_id, event, fired_at FROM trigger WHERE id = $1', [id]);
   if (!rows[0]) throw new Error(`no trigger ${id}`);
   return rows[0] as { triggerer_id: string | null; event: Record<string, unknown> | null; fired_at: Date | null };
@@ -127,39 +140,41 @@ export function testTriggers(cleanups = new Map<string, number>()): TriggerRegis
         };
       },
     });
-  return builtinTriggerRegistry()
-    // Fires at once with its kwargs as the event (payload, endTask).
-    .register(
-      type('test.now', async function* (kwargs) {
-        yield kwargs as TriggerEvent;
-      }),
-    )
-    // Waits until cancelled.
-    .register(
-      type('test.forever', async function* (_kwargs, ctx) {
-        await triggerSleep(ctx, 3_600_000);
-      }),
-    )
-    // Ends without an event.
-    .register(type('test.silent', async function* () {}))
-    // Throws at once.
-    .register(
-      type('test.throws', async function* () {
-        throw new Error('the trigger exploded');
-      }),
-    )
-    // Fires a payload of `bytes` characters.
-    .register(
-      type('test.big', async function* (kwargs) {
-        yield { payload: 'x'.repeat(Number(kwargs.bytes)) };
-      }),
-    )
-    // Fires a payload with a lone UTF-16 surrogate, which PostgreSQL's jsonb refuses.
-    .register(
-      type('test.surrogate', async function* () {
-        yield { payload: { s: '\ud800' } };
-      }),
-    );
+  return (
+    builtinTriggerRegistry()
+      // Fires at once with its kwargs as the event (payload, endTask).
+      .register(
+        type('test.now', async function* (kwargs) {
+          yield kwargs as TriggerEvent;
+        }),
+      )
+      // Waits until cancelled.
+      .register(
+        type('test.forever', async function* (_kwargs, ctx) {
+          await triggerSleep(ctx, 3_600_000);
+        }),
+      )
+      // Ends without an event.
+      .register(type('test.silent', async function* () {}))
+      // Throws at once.
+      .register(
+        type('test.throws', async function* () {
+          throw new Error('the trigger exploded');
+        }),
+      )
+      // Fires a payload of `bytes` characters.
+      .register(
+        type('test.big', async function* (kwargs) {
+          yield { payload: 'x'.repeat(Number(kwargs.bytes)) };
+        }),
+      )
+      // Fires a payload with a lone UTF-16 surrogate, which PostgreSQL's jsonb refuses.
+      .register(
+        type('test.surrogate', async function* () {
+          yield { payload: { s: '\ud800' } };
+        }),
+      )
+  );
 }
 
 /** A clock that moves only when the test says so; its timers run inside `advance`, in due order. */
