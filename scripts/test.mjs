@@ -18,12 +18,11 @@ if (check.status !== 0) {
   process.exit(1);
 }
 
-// Lint (oxlint, type-aware) and the formatter's check (Biome), before any test runs. Off until the
-// tree has been formatted once and the lint errors fixed; DEFERRABLE_TEST_LINT=1 turns it on
-// (to make it the default, change the test below to `!== '0'`).
-if (process.env.DEFERRABLE_TEST_LINT === '1') {
+// Lint (oxlint, type-aware; warnings fail too) and the formatter's check (Biome), before any test
+// runs. DEFERRABLE_TEST_LINT=0 skips them (for a quick local run; CI never sets it).
+if (process.env.DEFERRABLE_TEST_LINT !== '0') {
   const tools = [
-    { name: 'lint', args: [path.join(root, 'node_modules/oxlint/bin/oxlint'), '--type-aware', '--report-unused-disable-directives'] },
+    { name: 'lint', args: [path.join(root, 'node_modules/oxlint/bin/oxlint'), '--type-aware', '--report-unused-disable-directives', '--deny-warnings'] },
     { name: 'format check', args: [path.join(root, 'node_modules/@biomejs/biome/bin/biome'), 'format', '.'] },
   ];
   for (const { name, args } of tools) {

@@ -18,7 +18,10 @@ for (const f of fs.readdirSync(dir).filter((n) => n.endsWith('.jsonl'))) {
     if (!line.trim()) continue;
     const r = JSON.parse(line);
     if (r.k === 'lag') lags.push(r);
-    else (points[r.k] ??= new Map()).has(r.id) || points[r.k].set(r.id, r);
+    else {
+      const seen = (points[r.k] ??= new Map());
+      if (!seen.has(r.id)) seen.set(r.id, r);
+    }
   }
 }
 const get = (k, id) => points[k]?.get(id);

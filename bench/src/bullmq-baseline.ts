@@ -61,7 +61,7 @@ export async function runBaseline(opts: {
   });
   try {
     await new Promise<void>((resolve, reject) => {
-      child.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
+      child.stdout.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
       child.once('exit', (code) => reject(new Error(`baseline worker exited with ${code} before it was ready`)));
     });
 

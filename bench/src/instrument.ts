@@ -25,7 +25,6 @@ export const sqlLabel = (text: string): string => text.replace(/\s+/g, ' ').trim
 type Fn = (this: unknown, ...args: unknown[]) => unknown;
 
 function censusOfSql(census: Census): void {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
   const pg = require('pg') as { Client: { prototype: { query: Fn } } };
   const query = pg.Client.prototype.query;
   pg.Client.prototype.query = function (this: unknown, ...args: unknown[]) {
@@ -34,24 +33,23 @@ function censusOfSql(census: Census): void {
     const entry = (census.sql[sqlLabel(text)] ??= { calls: 0, ms: 0 });
     entry.calls++;
     const started = performance.now();
-    const done = () => void (entry.ms += performance.now() - started);
+    const addTime = () => void (entry.ms += performance.now() - started);
     const last = args.length - 1;
     const callback = args[last];
     if (typeof callback === 'function') {
       args[last] = function (this: unknown, ...r: unknown[]) {
-        done();
+        addTime();
         return (callback as Fn).apply(this, r);
       };
       return query.apply(this, args);
     }
     const result = query.apply(this, args);
-    if (result instanceof Promise) result.then(done, done);
+    if (result instanceof Promise) result.then(addTime, addTime);
     return result;
   };
 }
 
 function censusOfRedis(census: Census): void {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { Redis } = require('ioredis') as { Redis: { prototype: { sendCommand: Fn; defineCommand: Fn } } };
   const scripts = new Map<string, string>();
   const define = Redis.prototype.defineCommand;
@@ -70,7 +68,6 @@ function censusOfRedis(census: Census): void {
 }
 
 function cpuProfile(dir: string): void {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
   const inspector = require('node:inspector') as typeof import('node:inspector');
   const session = new inspector.Session();
   session.connect();

@@ -16,8 +16,13 @@ export interface MachineFacts {
 
 export async function machineFacts(redis: Redis): Promise<MachineFacts> {
   const pg = new Client({ connectionString: PG_ADMIN_URL });
-  await pg.connect();
-  const postgres = (await pg.query<{ server_version: string }>('SHOW server_version').finally(() => pg.end())).rows[0]?.server_version ?? '?';
+  let postgres = '?';
+  try {
+    await pg.connect();
+    postgres = (await pg.query<{ server_version: string }>('SHOW server_version')).rows[0]?.server_version ?? '?';
+  } finally {
+    await pg.end();
+  }
   const info = await redis.info('server');
   return {
     cores: cpus().length,

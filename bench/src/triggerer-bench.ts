@@ -46,7 +46,7 @@ async function status(app: AppProcess, gc = false): Promise<Status> {
   }
   const line = await app.waitForLog((r) => typeof r.healthPort === 'number', 30_000);
   const res = await fetch(`http://127.0.0.1:${line.healthPort as number}/status`);
-  return { ...((await res.json()) as Status), ...(net ?? {}) };
+  return { ...((await res.json()) as Status), ...net };
 }
 
 function triggererEnv(env: TestEnv, extra: Record<string, string> = {}): Record<string, string> {

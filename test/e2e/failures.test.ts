@@ -103,7 +103,12 @@ describe('failures are recorded where a person sees them, and the processes keep
     await expect(sys.client.enqueue({ task: 'no.such-task' })).rejects.toMatchObject({ code: 'UNKNOWN_TASK_TYPE' });
     // A deployment that allows unregistered task types (or a worker without the code, in a skew).
     const unchecked = new DeferrableClient({ databaseUrl: sys.env.databaseUrl, allowUnregisteredTasks: true });
-    const { id } = await unchecked.enqueue({ task: 'no.such-task' }).finally(() => unchecked.close());
+    let id: string;
+    try {
+      ({ id } = await unchecked.enqueue({ task: 'no.such-task' }));
+    } finally {
+      await unchecked.close();
+    }
     const done = await sys.client.waitFor(id, { timeoutMs: 15_000 });
     expect(done.state).toBe('failed');
     expect(done.error).toMatchObject({ code: 'UNKNOWN_TASK_TYPE' });

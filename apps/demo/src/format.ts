@@ -16,5 +16,5 @@ export function formatLine(app: string, line: string): string {
   if (typeof rec.triggerId === 'string') ids.push(`trigger=${rec.triggerId.slice(0, 8)}`);
   const extra = SHOWN.filter((k) => rec[k] !== undefined).map((k) => `${k}=${JSON.stringify(rec[k])}`);
   const err = rec.err && typeof rec.err === 'object' ? ` err=${JSON.stringify((rec.err as { message?: string }).message)}` : '';
-  return `${time} ${app.padEnd(9)} ${level} ${String(rec.msg ?? '')}  ${[...ids, ...extra].join(' ')}${err}`;
+  return `${time} ${app.padEnd(9)} ${level} ${typeof rec.msg === 'string' ? rec.msg : JSON.stringify(rec.msg ?? '')}  ${[...ids, ...extra].join(' ')}${err}`;
 }

@@ -18,7 +18,7 @@ const once = process.argv.includes('--once');
 function startApp(name: string, env: Record<string, string>): ChildProcess {
   const entry = require.resolve(`@deferrable/${name}/dist/main.js`);
   const child = spawn(process.execPath, [entry], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  for (const stream of [child.stdout!, child.stderr!]) {
+  for (const stream of [child.stdout, child.stderr]) {
     createInterface({ input: stream }).on('line', (line) => console.log(formatLine(name, line)));
   }
   child.on('exit', (code, signal) => {

@@ -220,7 +220,7 @@ const MAX_MESSAGE = 2000;
 export const MAX_STACK = 4000;
 
 // Without NUL characters: the record goes into jsonb, which refuses them (22P05).
-const storable = (s: string, max: number) => s.replace(/\u0000/g, '\\u0000').slice(0, max);
+const storable = (s: string, max: number) => s.replaceAll('\u0000', '\\u0000').slice(0, max);
 
 /**
  * Where the failure was thrown, for a person debugging their task: the stack of the error's cause

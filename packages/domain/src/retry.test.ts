@@ -65,11 +65,7 @@ describe('retryDelayMs (property)', () => {
     fc.assert(
       fc.property(policyArb, tryArb, fc.integer({ min: 1, max: 1000 }), (p, tryNumber, maxTries) => {
         const d = decideRetry({ tryNumber, maxTries, policy: p, error: { retryable: true }, now: NOW });
-        if (tryNumber >= maxTries) {
-          expect(d.kind).toBe('fail');
-          return;
-        }
-        expect(d.kind).toBe('retry');
+        expect(d.kind).toBe(tryNumber >= maxTries ? 'fail' : 'retry');
         if (d.kind !== 'retry') return;
         const delay = d.runAfter.getTime() - NOW;
         expect(Number.isNaN(delay)).toBe(false);

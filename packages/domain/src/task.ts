@@ -39,6 +39,7 @@ export type TaskReturn = Json | void | undefined;
 
 export type TaskCallback<A> = (ctx: TaskContext<A>, event: Json, kwargs: JsonObject) => Promise<TaskReturn> | TaskReturn;
 
+// oxlint-disable-next-line typescript/no-explicit-any -- the default holds tasks of every argument type (callbacks make TaskType<A> invariant in A)
 export interface TaskType<A = any> {
   readonly name: string;
   /** Validates the arguments when a task is enqueued and again before it runs. */

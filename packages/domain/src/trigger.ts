@@ -58,14 +58,18 @@ export interface Trigger {
   eventAt?(firedAt: number): TriggerEvent;
 }
 
-/** A trigger type registered by name in the triggerer (and in workers, to validate deferrals). */
-export interface TriggerType<K extends JsonObject = JsonObject> {
+/**
+ * A trigger type registered by name in the triggerer (and in workers, to validate deferrals).
+ * `TriggerType<object>` holds any type: the registry parses kwargs with the type's own schema
+ * before `create`.
+ */
+export interface TriggerType<K extends object = JsonObject> {
   readonly type: string;
   readonly kwargs: z.ZodType<K>;
   create(kwargs: K): Trigger;
 }
 
-export function defineTriggerType<K extends JsonObject>(def: TriggerType<K>): TriggerType<K> {
+export function defineTriggerType<K extends object>(def: TriggerType<K>): TriggerType<K> {
   return def;
 }
 

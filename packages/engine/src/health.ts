@@ -40,7 +40,7 @@ export async function startHealthServer(port: number, checks: HealthChecks, host
     }
     if (path === '/status') {
       const mem = process.memoryUsage();
-      return send(200, { pid: process.pid, heapUsed: mem.heapUsed, rss: mem.rss, ...(checks.status?.() ?? {}) });
+      return send(200, { pid: process.pid, heapUsed: mem.heapUsed, rss: mem.rss, ...checks.status?.() });
     }
     send(404, { error: 'not found', routes: ['/livez', '/readyz', '/status'] });
   });

@@ -3,7 +3,7 @@ import type { TaskType, TriggerType } from '@deferrable/domain';
 
 export interface RegistrationModule {
   tasks?: TaskType[];
-  triggers?: TriggerType<any>[];
+  triggers?: TriggerType<object>[];
 }
 
 /**
@@ -14,7 +14,6 @@ export function loadModules(specs: readonly string[], cwd = process.cwd()): Requ
   const out: Required<RegistrationModule> = { tasks: [], triggers: [] };
   for (const spec of specs) {
     const resolved = spec.startsWith('.') || spec.startsWith('/') ? path.resolve(cwd, spec) : spec;
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
     const mod = require(resolved) as RegistrationModule;
     if (!Array.isArray(mod.tasks) && !Array.isArray(mod.triggers)) {
       throw new Error(`module ${spec} exports neither "tasks" nor "triggers"`);

@@ -120,7 +120,7 @@ export class DeferrableClient {
     return {
       id: t.id,
       task: t.taskName,
-      state: t.state as TaskState,
+      state: t.state,
       tryNumber: t.tryNumber,
       maxTries: t.maxTries,
       queue: t.queue,

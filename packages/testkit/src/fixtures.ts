@@ -107,11 +107,12 @@ export const failsHard = defineTask({
 /** A trigger that throws after a delay, to exercise the failure path. */
 export const explodingTriggerType = defineTriggerType({
   type: 'test.exploding',
-  kwargs: z.object({ afterMs: z.number().int().min(0) }) as any,
-  create: (kwargs: any) => ({
+  kwargs: z.object({ afterMs: z.number().int().min(0) }),
+  create: (kwargs) => ({
     serialize: () => ({ type: 'test.exploding', kwargs }),
+    // oxlint-disable-next-line require-yield -- a trigger that throws before any event
     async *run(ctx) {
-      await ctx.clock.sleep(kwargs.afterMs as number, ctx.signal);
+      await ctx.clock.sleep(kwargs.afterMs, ctx.signal);
       throw new Error('the trigger exploded');
     },
   }),
@@ -120,16 +121,16 @@ export const explodingTriggerType = defineTriggerType({
 /** Sleeps, then busy-waits `blockMs` on the event loop (what a trigger must never do), then fires. */
 export const blockingTriggerType = defineTriggerType({
   type: 'test.blocking',
-  kwargs: z.object({ afterMs: z.number().int().min(0), blockMs: z.number().int().min(0) }) as any,
-  create: (kwargs: any) => ({
+  kwargs: z.object({ afterMs: z.number().int().min(0), blockMs: z.number().int().min(0) }),
+  create: (kwargs) => ({
     serialize: () => ({ type: 'test.blocking', kwargs }),
     async *run(ctx) {
-      await ctx.clock.sleep(kwargs.afterMs as number, ctx.signal);
-      const until = Date.now() + (kwargs.blockMs as number);
+      await ctx.clock.sleep(kwargs.afterMs, ctx.signal);
+      const until = Date.now() + kwargs.blockMs;
       while (Date.now() < until) {
         // spin
       }
-      yield { payload: { blockedMs: kwargs.blockMs as number } };
+      yield { payload: { blockedMs: kwargs.blockMs } };
     },
   }),
 });
@@ -151,13 +152,14 @@ export const deferOnBlocking = defineTask({
 /** A timer-like trigger whose due time cannot be computed: it throws as the triggerer starts it. */
 export const badDueTriggerType = defineTriggerType({
   type: 'test.bad-due',
-  kwargs: z.object({}) as any,
+  kwargs: z.object({}),
   create: () => ({
     serialize: () => ({ type: 'test.bad-due', kwargs: {} }),
     dueAt(): number {
       throw new Error('no due time');
     },
     eventAt: () => ({ payload: null }),
+    // oxlint-disable-next-line require-yield -- a trigger that throws before any event
     async *run() {
       throw new Error('no due time');
     },
@@ -167,12 +169,12 @@ export const badDueTriggerType = defineTriggerType({
 /** Waits `ms` without listening to its cancellation signal (what a trigger should not do). */
 export const deafTriggerType = defineTriggerType({
   type: 'test.deaf',
-  kwargs: z.object({ ms: z.number().int().min(0) }) as any,
-  create: (kwargs: any) => ({
+  kwargs: z.object({ ms: z.number().int().min(0) }),
+  create: (kwargs) => ({
     serialize: () => ({ type: 'test.deaf', kwargs }),
     async *run() {
-      await new Promise((r) => setTimeout(r, kwargs.ms as number));
-      yield { payload: { waited: kwargs.ms as number } };
+      await new Promise((r) => setTimeout(r, kwargs.ms));
+      yield { payload: { waited: kwargs.ms } };
     },
   }),
 });

@@ -40,6 +40,6 @@ export class FileTrigger implements Trigger {
 
 export const fileTriggerType = defineTriggerType({
   type: FILE_TRIGGER,
-  kwargs: FileKwargs as any,
-  create: (kwargs: any) => new FileTrigger(kwargs.path as string, kwargs.pollIntervalMs as number),
+  kwargs: FileKwargs,
+  create: (kwargs) => new FileTrigger(kwargs.path, kwargs.pollIntervalMs),
 });

@@ -1,14 +1,14 @@
-import { parseInput, UnknownTriggerTypeError, type JsonObject, type SerializedTrigger, type Trigger, type TriggerType } from '@deferrable/domain';
+import { parseInput, UnknownTriggerTypeError, type SerializedTrigger, type Trigger, type TriggerType } from '@deferrable/domain';
 
 /** Trigger types by name. The database stores the name and kwargs; this maps them back to code. */
 export class TriggerRegistry {
-  private readonly types = new Map<string, TriggerType<any>>();
+  private readonly types = new Map<string, TriggerType<object>>();
 
-  constructor(types: readonly TriggerType<any>[] = []) {
+  constructor(types: readonly TriggerType<object>[] = []) {
     for (const t of types) this.register(t);
   }
 
-  register(type: TriggerType<any>): this {
+  register(type: TriggerType<object>): this {
     if (this.types.has(type.type)) throw new Error(`trigger type "${type.type}" is registered twice`);
     this.types.set(type.type, type);
     return this;
@@ -27,7 +27,7 @@ export class TriggerRegistry {
     const type = this.types.get(serialized.type);
     if (!type) throw new UnknownTriggerTypeError(serialized.type);
     const kwargs = parseInput(type.kwargs, serialized.kwargs, `kwargs of trigger type "${serialized.type}"`);
-    return type.create(kwargs as JsonObject);
+    return type.create(kwargs);
   }
 
   /** Checks at deferral time that a trigger's type is known and its kwargs are valid. */

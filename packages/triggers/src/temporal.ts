@@ -1,4 +1,4 @@
-import { defineTriggerType, triggerSleep, type Trigger, type TriggerEvent, type TriggerRunContext } from '@deferrable/domain';
+import { defineTriggerType, JsonObjectSchema, triggerSleep, type JsonObject, type Trigger, type TriggerEvent, type TriggerRunContext } from '@deferrable/domain';
 import { z } from 'zod';
 
 export const DATETIME_TRIGGER = 'datetime';
@@ -7,18 +7,18 @@ const DateTimeKwargs = z.object({
   /** ISO 8601 instant at which the trigger fires. */
   moment: z.iso.datetime({ offset: true }),
   /** Optional payload echoed in the event. */
-  payload: z.record(z.string(), z.unknown()).optional(),
+  payload: JsonObjectSchema.optional(),
 });
 
 /** Fires once at an absolute moment (Airflow's DateTimeTrigger). */
 export class DateTimeTrigger implements Trigger {
   constructor(
     readonly moment: Date,
-    readonly payload?: Record<string, unknown>,
+    readonly payload?: JsonObject,
   ) {}
 
   serialize() {
-    const kwargs: { moment: string; payload?: Record<string, any> } = { moment: this.moment.toISOString() };
+    const kwargs: { moment: string; payload?: JsonObject } = { moment: this.moment.toISOString() };
     if (this.payload) kwargs.payload = this.payload;
     return { type: DATETIME_TRIGGER, kwargs };
   }
@@ -37,14 +37,14 @@ export class DateTimeTrigger implements Trigger {
   }
 
   eventAt(firedAt: number): TriggerEvent {
-    return { payload: { moment: this.moment.toISOString(), firedAt: new Date(firedAt).toISOString(), ...(this.payload ?? {}) } as any };
+    return { payload: { moment: this.moment.toISOString(), firedAt: new Date(firedAt).toISOString(), ...this.payload } };
   }
 }
 
 export const dateTimeTriggerType = defineTriggerType({
   type: DATETIME_TRIGGER,
-  kwargs: DateTimeKwargs as any,
-  create: (kwargs: any) => new DateTimeTrigger(new Date(kwargs.moment as string), kwargs.payload as Record<string, unknown> | undefined),
+  kwargs: DateTimeKwargs,
+  create: (kwargs) => new DateTimeTrigger(new Date(kwargs.moment), kwargs.payload),
 });
 
 /**
@@ -53,7 +53,7 @@ export const dateTimeTriggerType = defineTriggerType({
  * restart the wait.
  */
 export class TimeDeltaTrigger extends DateTimeTrigger {
-  constructor(delayMs: number, now: number, payload?: Record<string, unknown>) {
+  constructor(delayMs: number, now: number, payload?: JsonObject) {
     super(new Date(now + delayMs), payload);
   }
 }

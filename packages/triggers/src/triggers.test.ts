@@ -61,7 +61,7 @@ class FakeClock implements Clock {
   /** Moves time forward, wakes the sleepers that are due and lets their continuations run. */
   async advance(ms: number): Promise<void> {
     this.t += ms;
-    for (const s of [...this.sleepers]) if (s.until <= this.t) s.wake();
+    for (const s of Array.from(this.sleepers)) if (s.until <= this.t) s.wake();
     await settle();
   }
 }
@@ -143,7 +143,7 @@ describe('DateTimeTrigger', () => {
     await settle();
     // Wake the sleeper at 400 ms (as a coarse timer might), then let time reach the moment.
     await clock.advance(400);
-    for (const s of [...(clock as unknown as { sleepers: Set<{ wake(): void }> }).sleepers]) s.wake();
+    for (const s of Array.from((clock as unknown as { sleepers: Set<{ wake(): void }> }).sleepers)) s.wake();
     await settle();
     expect(run.state.settled).toBe(false);
     expect(clock.requested).toEqual([1000, 600]);
@@ -316,7 +316,7 @@ describe('TriggerRegistry', () => {
     ['file', { path: '/x', pollIntervalMs: 5 }, 'pollIntervalMs'],
     ['file', { path: '/x', pollIntervalMs: 1.5 }, 'pollIntervalMs'],
   ])('rejects %s kwargs %j with InvalidInputError at %s', (type, kwargs, where) => {
-    for (const fn of [() => registry.create({ type, kwargs: kwargs as never }), () => registry.validate({ type, kwargs: kwargs as never })]) {
+    for (const fn of [() => registry.create({ type, kwargs: kwargs }), () => registry.validate({ type, kwargs: kwargs })]) {
       const err = thrown(fn);
       expect(err).toBeInstanceOf(InvalidInputError);
       const e = err as InvalidInputError;

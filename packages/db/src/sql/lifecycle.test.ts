@@ -308,7 +308,7 @@ describe('dispatch', () => {
   it('two schedulers dispatching at once never take the same task', async () => {
     const ids = await Promise.all(Array.from({ length: 20 }, () => enqueue()));
     const [a, b] = await Promise.all([dispatchDue(pool, 20, 'a'), dispatchDue(pool, 20, 'b')]);
-    const taken = [...a!, ...b!].map((r) => r.id);
+    const taken = [...a, ...b].map((r) => r.id);
     expect(new Set(taken).size).toBe(taken.length);
     expect(taken.sort()).toEqual([...ids].sort());
     expect(await count(`task_instance WHERE dispatch_attempt = 1 AND state = 'queued'`)).toBe(20);
@@ -507,8 +507,8 @@ describe('triggers: claim, record, release', () => {
     for (let round = 0; round < 3; round++) {
       const claim = (id: string) => claimTriggers(pool, { triggererId: id, limit: 12, healthThresholdMs: 30_000, queues: ['default'] });
       const [ca, cb] = await Promise.all([claim(a), claim(b)]);
-      const ia = ca!.map((r) => r.id);
-      const ib = cb!.map((r) => r.id);
+      const ia = ca.map((r) => r.id);
+      const ib = cb.map((r) => r.id);
       expect(ia.filter((id) => ib.includes(id))).toEqual([]);
       expect([...ia, ...ib].sort()).toEqual(all);
       expect([...(await assignedTriggerIds(pool, a))].sort()).toEqual([...ia].sort());
@@ -740,8 +740,8 @@ describe('resume', () => {
       ds.slice(0, 2).map((d) => ({ triggerId: d.triggerId, outcome: { kind: 'event', payload: null } })),
     );
     const resumed = await resumeFromTriggers(pool, [...ds.map((d) => d.triggerId), randomUUID()], ACTOR);
-    expect(resumed.map((r) => r.id).sort()).toEqual([ds[0]!.id, ds[1]!.id].sort());
-    expect((await task(ds[2]!.id)).state).toBe('deferred');
+    expect(resumed.map((r) => r.id).sort()).toEqual([ds[0].id, ds[1].id].sort());
+    expect((await task(ds[2].id)).state).toBe('deferred');
   });
 
   it('with skipLocked, passes over a task another scheduler is resuming (no wait on its lock), and the other applies it once', async () => {
@@ -1024,7 +1024,7 @@ describe('batched worker steps (one statement for many runs)', () => {
     const rows = await startRuns(pool, [key(a), key(b, { dispatchAttempt: 9 }), key(c), key(a), key(b, { tryNumber: 2 })]);
     expect(rows.map((r) => r?.id ?? null)).toEqual([a.id, null, c.id, null, null]);
     expect(rows[0]).toMatchObject({ state: 'running', worker_id: workerId, try_number: 1 });
-    expect((await task(b.id))!.state).toBe('queued');
+    expect((await task(b.id)).state).toBe('queued');
     // one audit row per started task, none for the refused keys
     expect(await count('task_transition WHERE task_instance_id = ANY($1) AND to_state = $2', [[a.id, b.id, c.id], 'running'])).toBe(2);
   });
@@ -1056,9 +1056,9 @@ describe('batched worker steps (one statement for many runs)', () => {
         { key: k3, result: [3] },
       ]),
     ).toEqual([true, false, true]);
-    expect((await task(k1.id))!.result).toEqual({ n: 1 });
-    expect((await task(k3.id))!.result).toEqual([3]);
-    expect((await task(k2.id))!.state).toBe('running');
+    expect((await task(k1.id)).result).toEqual({ n: 1 });
+    expect((await task(k3.id)).result).toEqual([3]);
+    expect((await task(k2.id)).state).toBe('running');
 
     const deferral = (triggerId: string, method: string, timeoutMs: number | null) => ({
       trigger: { id: triggerId, classpath: 'datetime', kwargsToken: `token-${method}`, queue: method === 'b' ? 'io' : null },
@@ -1078,7 +1078,7 @@ describe('batched worker steps (one statement for many runs)', () => {
     const r4 = await task(k4.id);
     expect(r2).toMatchObject({ state: 'deferred', trigger_id: t2, next_method: 'a', next_kwargs: { kwargs: { m: 'a' } }, trigger_timeout: null });
     expect(r4).toMatchObject({ state: 'deferred', trigger_id: t4, next_method: 'b' });
-    expect(r4!.trigger_timeout).toBeInstanceOf(Date);
+    expect(r4.trigger_timeout).toBeInstanceOf(Date);
     const { rows: triggers } = await pool.query<{ id: string; kwargs: string; queue: string | null }>(
       'SELECT id, kwargs, queue FROM trigger WHERE id = ANY($1) ORDER BY kwargs',
       [[t2, t4, tLost]],

@@ -30,6 +30,7 @@ test('dispatch steps never overlap in one process (only the dispatcher loop disp
   let running = 0;
   let maxRunning = 0;
   let steps = 0;
+  // oxlint-disable-next-line typescript/unbound-method -- called below with the instance as `this`
   const dispatchDue = Dispatcher.prototype.dispatchDue;
   // Each step is held a little longer than its statement takes, so that an overlap, if the code
   // allows one, is all but certain over many steps.

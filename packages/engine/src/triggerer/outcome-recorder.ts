@@ -198,6 +198,6 @@ export class OutcomeRecorder {
 /** What PostgreSQL said when it refused a statement, bounded and without NUL characters. */
 function refusal(err: unknown): { message: string; detail: string | null } {
   const e = (typeof err === 'object' && err !== null ? err : {}) as { message?: unknown; detail?: unknown };
-  const clean = (v: unknown, max: number) => (typeof v === 'string' && v ? v.replace(/\u0000/g, '\\u0000').slice(0, max) : null);
+  const clean = (v: unknown, max: number) => (typeof v === 'string' && v ? v.replaceAll('\u0000', '\\u0000').slice(0, max) : null);
   return { message: clean(e.message, 500) ?? recordError(err).message, detail: clean(e.detail, 300) };
 }

@@ -214,7 +214,7 @@ export class TriggerRunner {
 const MAX_STACK = 4000;
 
 /** Strings that go into jsonb: no NUL, no lone UTF-16 surrogate (both refused). */
-const storable = (s: string) => s.replace(/\u0000/g, '\\u0000').replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, '\uFFFD');
+const storable = (s: string) => s.replaceAll('\u0000', '\\u0000').replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, '\uFFFD');
 
 /** A trigger's error as a failure outcome: its code and message, and its stack, bounded. */
 function failureOutcome(err: unknown): Extract<TriggerOutcome, { kind: 'failure' }> {

@@ -57,7 +57,8 @@ export class TriggerSyncer {
     if (runningBefore === this.runner.size && assignedCount === runningBefore + unrecorded) return;
     const claims = this.claimer.claimsStarted;
     const assigned = await assignedTriggerIds(this.res.db.pool, this.triggererId);
-    for (const [id, r] of [...this.runner.entries()]) {
+    // A copy: cancelling removes entries from the runner while this loop goes on.
+    for (const [id, r] of Array.from(this.runner.entries())) {
       if (r.startedAt < issuedAt && !assigned.has(id) && !r.cancelled) {
         this.res.logger.info({ triggerId: id, triggerType: r.type }, 'trigger no longer wanted here; cancelling');
         this.runner.cancel(r, new Error('trigger cancelled'));

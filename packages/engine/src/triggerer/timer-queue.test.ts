@@ -1,4 +1,4 @@
-import { systemClock } from '@deferrable/triggers';
+import { FakeClock } from './__tests__/support';
 import { TimerQueue, type TimerEntry } from './timer-queue';
 
 interface Entry extends TimerEntry {
@@ -6,24 +6,28 @@ interface Entry extends TimerEntry {
 }
 
 describe('TimerQueue', () => {
-  test('fires each live entry once, in due order, all that are due in one turn together', async () => {
+  test('fires each live entry once, in due order, all that are due in one turn together', () => {
+    const clock = new FakeClock(1_000_000);
     const fired: number[][] = [];
-    const q = new TimerQueue<Entry>(systemClock, (due) => fired.push(due.map((e) => e.id)));
-    const t0 = Date.now();
+    const q = new TimerQueue<Entry>(clock, (due) => fired.push(due.map((e) => e.id)));
+    const t0 = clock.now();
     const entries = [30, 10, 20, 10, 40].map((ms, id) => ({ id, at: t0 + ms, cancelled: false }));
     for (const e of entries) q.push(e);
     entries[2]!.cancelled = true;
-    await new Promise((r) => setTimeout(r, 80));
-    expect(fired.flat().sort()).toEqual([0, 1, 3, 4]);
-    // In due order: 10, 10, 30, 40.
-    expect(fired.flat().indexOf(0)).toBeGreaterThan(fired.flat().indexOf(3));
+    clock.advance(15);
+    // Both entries due at 10 fire together; the cancelled one (20) never does.
+    expect(fired.map((ids) => ids.toSorted((a, b) => a - b))).toEqual([[1, 3]]);
+    clock.advance(65);
+    expect(fired.slice(1)).toEqual([[0, 4]]);
     expect(q.size).toBe(0);
+    expect(clock.pending).toBe(0);
   });
 
-  test('cancelled far-future entries are dropped once they are most of the heap, and the rest still fire in order', async () => {
+  test('cancelled far-future entries are dropped once they are most of the heap, and the rest still fire in order', () => {
+    const clock = new FakeClock(1_000_000);
     const fired: number[] = [];
-    const q = new TimerQueue<Entry>(systemClock, (due) => fired.push(...due.map((e) => e.id)));
-    const t0 = Date.now();
+    const q = new TimerQueue<Entry>(clock, (due) => fired.push(...due.map((e) => e.id)));
+    const t0 = clock.now();
     const far = Array.from({ length: 3000 }, (_, i) => ({ id: 1000 + i, at: t0 + 3_600_000 + i, cancelled: false }));
     const soon = Array.from({ length: 50 }, (_, i) => ({ id: i, at: t0 + 20 + (i % 7), cancelled: false }));
     for (const e of [...far, ...soon]) q.push(e);
@@ -38,8 +42,8 @@ describe('TimerQueue', () => {
       e.cancelled = true;
       q.noteCancelled();
     }
-    await new Promise((r) => setTimeout(r, 80));
-    expect(fired.sort((a, b) => a - b)).toEqual(soon.map((e) => e.id));
+    clock.advance(80);
+    expect(fired.toSorted((a, b) => a - b)).toEqual(soon.map((e) => e.id));
     // What is left: the 500 live far entries, plus at most the cancellations not yet compacted.
     expect(q.size).toBeGreaterThanOrEqual(500);
     expect(q.size).toBeLessThan(500 + 1025);

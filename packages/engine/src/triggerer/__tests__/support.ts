@@ -150,6 +150,7 @@ export function testTriggers(cleanups = new Map<string, number>()): TriggerRegis
       )
       // Waits until cancelled.
       .register(
+        // oxlint-disable-next-line require-yield -- a trigger that waits until cancelled
         type('test.forever', async function* (_kwargs, ctx) {
           await triggerSleep(ctx, 3_600_000);
         }),
@@ -158,6 +159,7 @@ export function testTriggers(cleanups = new Map<string, number>()): TriggerRegis
       .register(type('test.silent', async function* () {}))
       // Throws at once.
       .register(
+        // oxlint-disable-next-line require-yield -- a trigger that throws before any event
         type('test.throws', async function* () {
           throw new Error('the trigger exploded');
         }),
