@@ -13,7 +13,7 @@ import { LRUCache } from 'lru-cache';
 import { closeNames } from './suggest';
 import { argsIssues, compileArgsSchema } from './validator';
 
-export const DEFAULT_MAX_PAYLOAD_BYTES = 256 * 1024;
+const DEFAULT_MAX_PAYLOAD_BYTES = 256 * 1024;
 
 export interface TaskCatalogOptions {
   /**

@@ -4,7 +4,7 @@ import { listJobs, type JobRow, type JobType, type Queryable } from '@deferrable
 export const JOB_TYPES: readonly JobType[] = ['scheduler', 'triggerer', 'worker'];
 
 /** Alive: marked running and heartbeating within the threshold (what triggerers use for takeover). */
-export function isAlive(job: JobRow, thresholdMs: number): boolean {
+function isAlive(job: JobRow, thresholdMs: number): boolean {
   return job.state === 'running' && job.heartbeat_age_ms < thresholdMs;
 }
 

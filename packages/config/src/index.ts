@@ -124,9 +124,6 @@ export const SchedulerConfigSchema = z.object({
   DEFERRABLE_RETENTION_INTERVAL_MS: int(60_000, 10),
 });
 
-export type WorkerConfig = z.output<typeof WorkerConfigSchema>;
-export type TriggererConfig = z.output<typeof TriggererConfigSchema>;
-export type SchedulerConfig = z.output<typeof SchedulerConfigSchema>;
 
 const SECRET_VARIABLE = /KEY|SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL/i;
 

@@ -1,6 +1,6 @@
 /**
- * Typed errors. Every error the system records carries a stable `code`; `describeError` is the one
- * place that maps a code to the message a person reads. Control flow that is not failure (a task
+ * Typed errors. Every error the system records carries a stable `code` and a message for a person.
+ * Control flow that is not failure (a task
  * deferring) has its own class that is not a DeferrableError.
  */
 export type ErrorCode =
@@ -228,7 +228,7 @@ const storable = (s: string, max: number) => s.replaceAll('\u0000', '\\u0000').s
  * UnrecoverableTaskError that task code threw itself. Errors the system raises on its own (a lost
  * heartbeat, a timeout) have none: their stack would only show our internals.
  */
-export function originalStack(err: DeferrableError): string | undefined {
+function originalStack(err: DeferrableError): string | undefined {
   const origin: unknown = err.cause instanceof Error ? err.cause : err instanceof UnrecoverableTaskError ? err : undefined;
   if (!(origin instanceof Error) || typeof origin.stack !== 'string' || origin.stack === '') return undefined;
   return storable(origin.stack, MAX_STACK);
@@ -238,46 +238,4 @@ export function recordError(value: unknown): RecordedError {
   const err = toDeferrableError(value);
   const stack = originalStack(err);
   return { code: err.code, type: err.name, message: storable(err.message, MAX_MESSAGE), ...(stack === undefined ? {} : { stack }) };
-}
-
-/** The one place that says what each code means to a person reading a task's error. */
-export function describeError(code: ErrorCode): string {
-  switch (code) {
-    case 'INVALID_TRANSITION':
-      return 'a state change was refused because the task was not in the expected state';
-    case 'INVALID_INPUT':
-      return 'the input did not match its schema';
-    case 'UNKNOWN_TASK_TYPE':
-      return 'no worker has this task type registered';
-    case 'TASK_NOT_FOUND':
-      return 'no task instance has this id';
-    case 'DATABASE_UNAVAILABLE':
-      return 'the database could not be reached; the request may be retried';
-    case 'UNKNOWN_TRIGGER_TYPE':
-      return 'no triggerer has this trigger type registered';
-    case 'UNKNOWN_CALLBACK':
-      return 'the task type has no callback of that name';
-    case 'TRIGGER_TIMEOUT':
-      return 'the deferral timed out before its trigger fired';
-    case 'TRIGGER_FAILED':
-      return 'the trigger failed while waiting';
-    case 'EXECUTION_TIMEOUT':
-      return 'the task exceeded its execution timeout';
-    case 'TASK_FAILED':
-      return 'the task code threw';
-    case 'UNRECOVERABLE':
-      return 'the task failed in a way retries cannot fix';
-    case 'HEARTBEAT_LOST':
-      return 'the worker running the task stopped heartbeating';
-    case 'PAYLOAD_TOO_LARGE':
-      return 'a payload exceeded its size limit';
-    case 'KWARGS_DECRYPTION':
-      return 'trigger kwargs could not be decrypted with any configured key';
-    case 'CONFIG':
-      return 'the configuration is invalid';
-    case 'NOT_MIGRATED':
-      return 'the database schema lacks migrations this build needs';
-    case 'INTERNAL':
-      return 'an internal error';
-  }
 }

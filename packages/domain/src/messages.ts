@@ -64,4 +64,3 @@ export const EnqueueRequestSchema = z
   })
   .strict();
 export type EnqueueRequest = z.input<typeof EnqueueRequestSchema>;
-export type ParsedEnqueueRequest = z.output<typeof EnqueueRequestSchema>;

@@ -21,6 +21,3 @@ export function isTerminal(state: TaskState): boolean {
   }
 }
 
-export function isTaskState(value: string): value is TaskState {
-  return (TASK_STATES as readonly string[]).includes(value);
-}

@@ -71,7 +71,7 @@ export const MAX_DEFER_TIMEOUT_MS = 7 * 24 * 3600 * 1000;
  * enters: a bad option fails the task at once with INVALID_INPUT naming it. Strict, so a misspelt
  * option (`timeout` for `timeoutMs`) is refused rather than ignored.
  */
-export const DeferOptionsSchema = z
+const DeferOptionsSchema = z
   .object({
     trigger: z.custom<Trigger>(
       (t) => typeof t === 'object' && t !== null && typeof (t as { serialize?: unknown }).serialize === 'function',

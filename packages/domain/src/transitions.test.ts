@@ -1,19 +1,7 @@
-import { InvalidTransitionError } from './errors';
 import { isTerminal, TASK_STATES, TERMINAL_STATES, type TaskState } from './states';
-import { applyTransition, canTransition, fromStates, TRANSITIONS, transitionsBetween, type TransitionName } from './transitions';
+import { canTransition, fromStates, TRANSITIONS, transitionsBetween, type TransitionName } from './transitions';
 
 type From = TaskState | null;
-
-/** What a call returned, or the fields of the typed error it threw (one shape, so a test compares it whole). */
-function outcomeOf(apply: () => TaskState) {
-  try {
-    return { to: apply() };
-  } catch (err) {
-    const e = err as InvalidTransitionError;
-    const type = err instanceof InvalidTransitionError ? InvalidTransitionError : err;
-    return { error: { type, code: e.code, retryable: e.retryable, transition: e.transition, from: e.from, to: e.to, names: e.message.includes(e.from ?? '(new)') } };
-  }
-}
 
 const NON_TERMINAL: TaskState[] = ['scheduled', 'queued', 'running', 'deferred', 'up_for_retry'];
 
@@ -51,7 +39,7 @@ describe('the task-instance state machine', () => {
     expect(canTransition(from, to)).toBe(true);
     const names = transitionsBetween(from, to);
     expect(names.length).toBeGreaterThan(0);
-    for (const name of names) expect(applyTransition(name, from)).toBe(to);
+    for (const name of names) expect(TRANSITIONS[name]).toMatchObject({ to, from: expect.arrayContaining([from]) });
   });
 
   const refused = CROSS.filter(([f, t]) => !allowedKeys.has(key(f, t)));
@@ -63,30 +51,14 @@ describe('the task-instance state machine', () => {
   it.each(refused.map(([f, t]) => [key(f, t), f, t] as const))('refuses %s', (_label, from, to) => {
     expect(canTransition(from, to)).toBe(false);
     expect(transitionsBetween(from, to)).toEqual([]);
-    // Every transition that ends in `to` must throw when started from `from`.
-    for (const name of NAMES.filter((n) => TRANSITIONS[n].to === to)) {
-      expect(() => applyTransition(name, from)).toThrow(InvalidTransitionError);
-    }
-  });
-
-  it('applyTransition of every named transition from every state either follows the table or throws a typed error', () => {
-    for (const name of NAMES) {
-      for (const from of FROMS) {
-        const to = TRANSITIONS[name].to;
-        const allowed = allowedKeys.has(key(from, to)) && (TRANSITIONS[name].from as readonly From[]).includes(from);
-        const outcome = outcomeOf(() => applyTransition(name, from));
-        const expected = allowed
-          ? { to }
-          : { error: { type: InvalidTransitionError, code: 'INVALID_TRANSITION', retryable: false, transition: name, from, to, names: true } };
-        expect(outcome).toEqual(expected);
-      }
-    }
+    // No transition that ends in `to` starts from `from`.
+    for (const name of NAMES.filter((n) => TRANSITIONS[n].to === to)) expect(TRANSITIONS[name].from).not.toContain(from);
   });
 
   it('nothing leaves a terminal state', () => {
     for (const from of TERMINAL_STATES) {
       for (const to of TASK_STATES) expect(canTransition(from, to)).toBe(false);
-      for (const name of NAMES) expect(() => applyTransition(name, from)).toThrow(InvalidTransitionError);
+      for (const name of NAMES) expect(TRANSITIONS[name].from).not.toContain(from);
     }
   });
 
@@ -103,19 +75,19 @@ describe('the task-instance state machine', () => {
   });
 
   it('the named transitions are the ones the architecture describes', () => {
-    expect(applyTransition('enqueue', null)).toBe('scheduled');
-    expect(applyTransition('enqueueDeferred', null)).toBe('deferred');
-    expect(applyTransition('dispatch', 'scheduled')).toBe('queued');
-    expect(applyTransition('start', 'queued')).toBe('running');
-    expect(applyTransition('succeed', 'running')).toBe('success');
-    expect(applyTransition('fail', 'running')).toBe('failed');
-    expect(applyTransition('defer', 'running')).toBe('deferred');
-    expect(applyTransition('scheduleRetry', 'running')).toBe('up_for_retry');
-    expect(applyTransition('retryDue', 'up_for_retry')).toBe('scheduled');
-    expect(applyTransition('resume', 'deferred')).toBe('scheduled');
-    expect(applyTransition('triggerSucceed', 'deferred')).toBe('success');
-    expect(applyTransition('triggerFail', 'deferred')).toBe('failed');
-    expect(applyTransition('triggerSkip', 'deferred')).toBe('skipped');
+    expect(transitionsBetween(null, 'scheduled')).toContain('enqueue');
+    expect(transitionsBetween(null, 'deferred')).toContain('enqueueDeferred');
+    expect(transitionsBetween('scheduled', 'queued')).toContain('dispatch');
+    expect(transitionsBetween('queued', 'running')).toContain('start');
+    expect(transitionsBetween('running', 'success')).toContain('succeed');
+    expect(transitionsBetween('running', 'failed')).toContain('fail');
+    expect(transitionsBetween('running', 'deferred')).toContain('defer');
+    expect(transitionsBetween('running', 'up_for_retry')).toContain('scheduleRetry');
+    expect(transitionsBetween('up_for_retry', 'scheduled')).toContain('retryDue');
+    expect(transitionsBetween('deferred', 'scheduled')).toContain('resume');
+    expect(transitionsBetween('deferred', 'success')).toContain('triggerSucceed');
+    expect(transitionsBetween('deferred', 'failed')).toContain('triggerFail');
+    expect(transitionsBetween('deferred', 'skipped')).toContain('triggerSkip');
   });
 });
 

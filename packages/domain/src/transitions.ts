@@ -1,5 +1,4 @@
-import { InvalidTransitionError } from './errors';
-import { isTerminal, type TaskState } from './states';
+import type { TaskState } from './states';
 
 /**
  * Every named transition of a task instance: the states it may start from and the state it ends in.
@@ -34,16 +33,6 @@ export function transitionsBetween(from: TaskState | null, to: TaskState): Trans
     const t = TRANSITIONS[name];
     return t.to === to && (t.from as readonly (TaskState | null)[]).includes(from);
   });
-}
-
-/** The state a named transition leads to from `from`, or an InvalidTransitionError. */
-export function applyTransition(name: TransitionName, from: TaskState | null): TaskState {
-  const t = TRANSITIONS[name];
-  if (!(t.from as readonly (TaskState | null)[]).includes(from)) {
-    throw new InvalidTransitionError(name, from, t.to);
-  }
-  if (from !== null && isTerminal(from)) throw new InvalidTransitionError(name, from, t.to);
-  return t.to;
 }
 
 /** The `from` states of a transition, for building compare-and-set statements. */

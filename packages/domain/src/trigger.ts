@@ -21,7 +21,7 @@ export type TriggerEvent = z.infer<typeof TriggerEventSchema>;
  * What the triggerer records on the trigger row when it fires or fails. A failure keeps the
  * trigger's stack (bounded), so the task's error shows where the trigger threw.
  */
-export const TriggerOutcomeSchema = z.discriminatedUnion('kind', [
+const TriggerOutcomeSchema = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('event'), payload: JsonSchema, endTask: z.enum(['success', 'failed', 'skipped']).optional() }),
   z.object({ kind: z.literal('failure'), error: z.object({ code: z.string(), message: z.string(), stack: z.string().optional() }) }),
 ]);

@@ -6,7 +6,7 @@ export type { Logger };
  * Paths never logged in plain text: task arguments, trigger kwargs (plain or encrypted), events,
  * results, and anything that looks like a secret.
  */
-export const REDACT_PATHS = [
+const REDACT_PATHS = [
   'args',
   '*.args',
   'kwargs',

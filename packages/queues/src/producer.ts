@@ -5,7 +5,7 @@ import { assertValidJobId, type QueueSpec } from './catalog';
 import { bullPrefix, producerConnection } from './redis';
 
 /** Queues a producer keeps open by default: each holds a Redis connection. */
-export const MAX_OPEN_QUEUES = 64;
+const MAX_OPEN_QUEUES = 64;
 
 interface OpenQueue {
   queue: Queue;

@@ -107,13 +107,6 @@ export async function waitFor<T>(
   }
 }
 
-/** Starts the given apps against a test environment and waits until each has started. */
-export async function startApps(env: Record<string, string>, names: AppName[] = ['scheduler', 'triggerer', 'worker']): Promise<AppProcess[]> {
-  const apps = names.map((n) => new AppProcess(n, env));
-  await Promise.all(apps.map((a) => a.started()));
-  return apps;
-}
-
 export async function stopApps(apps: readonly AppProcess[]): Promise<void> {
   await Promise.all(apps.map((a) => a.stop()));
 }
