@@ -124,7 +124,6 @@ export const SchedulerConfigSchema = z.object({
   DEFERRABLE_RETENTION_INTERVAL_MS: int(60_000, 10),
 });
 
-
 const SECRET_VARIABLE = /KEY|SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL/i;
 
 /**

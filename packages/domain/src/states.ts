@@ -20,4 +20,3 @@ export function isTerminal(state: TaskState): boolean {
       return false;
   }
 }
-

@@ -64,14 +64,14 @@ describe('Loop', () => {
     await loop.stop();
   });
 
-  test('a step that returns a number of milliseconds runs again that soon, not at the interval', async () => {
+  test('a step that returns { againInMs } runs again that soon, not at the interval', async () => {
     let calls = 0;
     const loop = new Loop(
       't',
       10_000,
       async () => {
         calls++;
-        return calls < 4 ? 5 : undefined; // three quick looks, then back to the interval
+        return calls < 4 ? { againInMs: 5 } : undefined; // three quick looks, then back to the interval
       },
       silentLogger(),
     );
@@ -92,7 +92,7 @@ describe('Loop', () => {
       10_000,
       async () => {
         calls++;
-        return 0;
+        return { againInMs: 0 };
       },
       silentLogger(),
     );

@@ -2,11 +2,17 @@ import type { Logger } from '@deferrable/logging';
 
 /**
  * Runs `step` every `intervalMs`, or at once when woken (a LISTEN hint, a new event). Never runs
- * two steps at once; a wake during a step runs the next step right after it. A step may return a
- * number of milliseconds to run again sooner than the interval. A failing step is logged and
+ * two steps at once; a wake during a step runs the next step right after it. A step may return
+ * `{ againInMs }` to run again sooner than the interval (an object, not a bare number, so that a
+ * step returning a count cannot be taken for a delay). A failing step is logged and
  * retried at the next tick, so a passing database outage does not stop the loop.
  */
 const MIN_SOONER_MS = 5;
+
+/** What a step may return: run again this soon (at most the interval). */
+export interface LoopAgain {
+  againInMs: number;
+}
 
 export class Loop {
   private timer: NodeJS.Timeout | null = null;
@@ -17,7 +23,7 @@ export class Loop {
   constructor(
     readonly name: string,
     private readonly intervalMs: number,
-    private readonly step: () => Promise<unknown>,
+    private readonly step: () => Promise<LoopAgain | void>,
     private readonly logger: Logger,
   ) {}
 
@@ -65,8 +71,8 @@ export class Loop {
 
   private async tick(): Promise<number | undefined> {
     try {
-      const result = await this.step();
-      return typeof result === 'number' && Number.isFinite(result) && result >= 0 ? result : undefined;
+      const ms = (await this.step())?.againInMs;
+      return ms !== undefined && Number.isFinite(ms) && ms >= 0 ? ms : undefined;
     } catch (err) {
       this.logger.error({ err, loop: this.name }, 'loop step failed; retrying at the next tick');
       return undefined;

@@ -1,4 +1,12 @@
-import { defineTriggerType, JsonObjectSchema, triggerSleep, type JsonObject, type Trigger, type TriggerEvent, type TriggerRunContext } from '@deferrable/domain';
+import {
+  defineTriggerType,
+  JsonObjectSchema,
+  triggerSleep,
+  type JsonObject,
+  type Trigger,
+  type TriggerEvent,
+  type TriggerRunContext,
+} from '@deferrable/domain';
 import { z } from 'zod';
 
 export const DATETIME_TRIGGER = 'datetime';

@@ -1,6 +1,6 @@
 import { CHANNELS, dispatchDueWithin, dispatchIds, listen, type DispatchRow, type Listener } from '@deferrable/db';
 import { NEW_WORK_PRIORITY, Producer, taskDispatch } from '@deferrable/queues';
-import { Loop } from '../loop';
+import { Loop, type LoopAgain } from '../loop';
 import type { Resources } from '../resources';
 
 export interface DispatcherOptions {
@@ -106,7 +106,7 @@ export class Dispatcher {
    * look again soon (its workers drain it quickly): after 50 ms while dispatching keeps finding
    * room, backing off to the poll interval while it finds none (workers busy with long tasks).
    */
-  async dispatchDue(): Promise<number | undefined> {
+  async dispatchDue(): Promise<LoopAgain | undefined> {
     const limits = { ahead: this.opts.dispatchAhead, workersAliveWithinMs: this.opts.workersAliveWithinMs };
     let dispatched = 0;
     let held = false;
@@ -119,6 +119,6 @@ export class Dispatcher {
     }
     const quick = Math.max(10, Math.min(50, this.opts.pollMs / 10));
     this.heldRetryMs = held && dispatched === 0 ? Math.min(this.opts.pollMs, this.heldRetryMs * 2) : quick;
-    return held ? this.heldRetryMs : undefined;
+    return held ? { againInMs: this.heldRetryMs } : undefined;
   }
 }

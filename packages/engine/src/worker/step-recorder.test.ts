@@ -173,7 +173,9 @@ test('once stopping, a write through an outage gives up after a few tries', asyn
     const key = await queued();
     await steps.start(key);
     steps.beginStopping();
-    await withDatabaseDown(() => expect(steps.fail(key, { code: 'INTERNAL', type: 'Error', message: 'x' }, null)).rejects.toThrow('is not currently accepting connections'));
+    await withDatabaseDown(() =>
+      expect(steps.fail(key, { code: 'INTERNAL', type: 'Error', message: 'x' }, null)).rejects.toThrow('is not currently accepting connections'),
+    );
     expect(await task(key.id)).toMatchObject({ state: 'running' });
   } finally {
     await steps.close(1000);

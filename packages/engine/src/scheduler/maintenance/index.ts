@@ -55,10 +55,22 @@ export class Maintenance {
     this.redispatch = new Redispatch(res, { redispatchAfterMs: opts.redispatchAfterMs, checksPerRun: opts.redispatchChecksPerRun, actor }, dispatcher);
     this.triggerCleanup = new TriggerCleanup(res, { batch: 10_000 });
     this.loop = new Loop('maintenance', opts.pollMs, () => this.runOnce(), res.logger);
-    this.cleanupLoop = new Loop('trigger-cleanup', opts.cleanupIntervalMs, () => this.triggerCleanup.run(), res.logger);
+    this.cleanupLoop = new Loop(
+      'trigger-cleanup',
+      opts.cleanupIntervalMs,
+      async () => {
+        await this.triggerCleanup.run();
+      },
+      res.logger,
+    );
     this.retention = new Retention(res, opts.retention);
     // While rows remain beyond one run's share, the next run follows shortly (other work interleaves).
-    this.retentionLoop = new Loop('retention', opts.retention.intervalMs, async () => ((await this.retention.run()).more ? 100 : undefined), res.logger);
+    this.retentionLoop = new Loop(
+      'retention',
+      opts.retention.intervalMs,
+      async () => ((await this.retention.run()).more ? { againInMs: 100 } : undefined),
+      res.logger,
+    );
   }
 
   start(): void {

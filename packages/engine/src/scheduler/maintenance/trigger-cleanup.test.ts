@@ -1,6 +1,7 @@
-import { createTestEnv, type TestEnv } from '@deferrable/testkit';
+import { createTestEnv, waitFor, type TestEnv } from '@deferrable/testkit';
 import { Pool } from 'pg';
 import { count, insertDeferred, insertTask, insertTrigger, testResources } from '../__tests__/fixtures';
+import { Maintenance } from '.';
 import { TriggerCleanup } from './trigger-cleanup';
 
 let env: TestEnv;
@@ -42,4 +43,41 @@ test('a trigger another transaction holds is skipped without waiting; the other 
     holder.release();
     await pool.end();
   }
+});
+
+test('in the scheduler, cleanup runs at its own interval, not again as soon as a run deleted something', async () => {
+  await env.db.pool.query('TRUNCATE trigger CASCADE');
+  for (let i = 0; i < 3; i++) await insertTrigger(env.db.pool);
+  let cleanups = 0;
+  let passes = 0;
+  const run = TriggerCleanup.prototype.run;
+  const cleanupSpy = jest.spyOn(TriggerCleanup.prototype, 'run').mockImplementation(async function (this: TriggerCleanup) {
+    cleanups++;
+    return run.call(this);
+  });
+  const maintenance = new Maintenance(
+    testResources(env),
+    {
+      pollMs: 20,
+      batch: 100,
+      reapAfterMs: 60_000,
+      redispatchAfterMs: 60_000,
+      redispatchChecksPerRun: 10,
+      cleanupIntervalMs: 3_600_000,
+      retention: { taskRetentionMs: 0, jobRetentionMs: 0, rejectionRetentionMs: 0, intervalMs: 3_600_000, batch: 100, maxBatchesPerRun: 1 },
+      actor: 'test',
+    },
+    { dispatchNow: async () => undefined, wake: () => (passes += 1), publish: async () => undefined, jobState: async () => 'unknown' },
+  );
+  try {
+    maintenance.start();
+    // Twenty passes of the 20 ms maintenance loop: long enough for a cleanup loop that reran
+    // every few milliseconds to have run many times; at its hourly interval it runs once.
+    await waitFor(() => passes >= 20, 20_000, '20 maintenance passes');
+  } finally {
+    await maintenance.stop();
+    cleanupSpy.mockRestore();
+  }
+  expect(await count(env.db.pool, 'trigger')).toBe(0);
+  expect(cleanups).toBe(1);
 });
