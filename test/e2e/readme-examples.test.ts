@@ -33,7 +33,7 @@ describe('README examples', () => {
     const readme = readFileSync(path.join(REPO, 'README.md'), 'utf8');
     const block = /```ts\n(import \{ defineTask \}[\s\S]*?)```/.exec(readme)?.[1];
     expect(block).toBeDefined();
-    const file = readFileSync(path.join(REPO, 'packages/examples/src/wait-and-report.ts'), 'utf8').replace(/^\/\/.*\n/, '');
+    const file = readFileSync(path.join(REPO, 'packages/examples/src/wait-and-report.ts'), 'utf8').replace(/^(\/\/.*\n)+/, '');
     expect(block!.replace('export const tasks = [waitAndReport];\n', '')).toBe(file);
   });
 
