@@ -4,14 +4,19 @@
  * at a time). @swc/jest transforms TypeScript: ts-jest does not support TypeScript 7.
  */
 const path = require('path');
+// ESM-only dependencies of Fastify's plugins: Node loads them with require(esm); Jest cannot, so
+// they are compiled to CommonJS.
+const ESM_ONLY = ['content-disposition', 'cookie'];
 const transform = {
   '^.+\\.ts$': ['@swc/jest', { jsc: { target: 'es2022', parser: { syntax: 'typescript' } }, module: { type: 'commonjs' } }],
+  [`/node_modules/(${ESM_ONLY.join('|')})/.+\\.js$`]: ['@swc/jest', { jsc: { target: 'es2022' }, module: { type: 'commonjs' } }],
 };
 const common = {
   testEnvironment: 'node',
   transform,
   rootDir: __dirname,
   testPathIgnorePatterns: ['/node_modules/', '/dist/'],
+  transformIgnorePatterns: [`/node_modules/(?!(${ESM_ONLY.join('|')})/)`],
   modulePathIgnorePatterns: ['<rootDir>/.*/dist/'],
   globalSetup: path.join(__dirname, 'packages/testkit/dist/global-setup.js'),
 };

@@ -119,16 +119,17 @@ export function environmentOverrides(): string[] {
 /** Starts the apps into `apps` (so that teardown sees each one as soon as it exists). */
 async function startApps(env: TestEnv, o: PipelineOptions, db: Client, apps: AppProcess[]): Promise<void> {
   const vars = env.appEnv({ ...appSettings(o), ...instrumentEnv(o.instrument) });
-  const wanted: Record<AppName, number> = { ...o.replicas, worker: 1 };
-  for (const [name, n] of Object.entries(wanted) as [AppName, number][]) {
+  type JobApp = Exclude<AppName, 'api'>;
+  const wanted: Record<JobApp, number> = { ...o.replicas, worker: 1 };
+  for (const [name, n] of Object.entries(wanted) as [JobApp, number][]) {
     for (let i = 0; i < n; i++) apps.push(new AppProcess(name, vars));
   }
   // At LOG_LEVEL=warn the apps print no "started" line: each registers its job row instead.
   await waitFor(
     async () => {
       for (const a of apps) if (!a.running) throw new Error(`${a.name} exited at startup: ${a.stderr.join('\n').slice(0, 2000)}`);
-      const running = (await db.query<{ job_type: AppName; n: number }>(SQL.RUNNING_JOBS)).rows;
-      return (Object.keys(wanted) as AppName[]).every((t) => running.find((r) => r.job_type === t)?.n === wanted[t]);
+      const running = (await db.query<{ job_type: JobApp; n: number }>(SQL.RUNNING_JOBS)).rows;
+      return (Object.keys(wanted) as JobApp[]).every((t) => running.find((r) => r.job_type === t)?.n === wanted[t]);
     },
     20_000,
     'the schedulers, triggerers and worker to register',

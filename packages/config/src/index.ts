@@ -124,6 +124,19 @@ export const SchedulerConfigSchema = z.object({
   DEFERRABLE_RETENTION_INTERVAL_MS: int(60_000, 10),
 });
 
+export const ApiConfigSchema = z.object({
+  ...common,
+  DEFERRABLE_API_PORT: z.preprocess(unsetIfEmpty, z.coerce.number().int().min(0).max(65535).default(8780)),
+  /** Loopback by default; 0.0.0.0 to serve other hosts (behind TLS). */
+  DEFERRABLE_API_HOST: z.preprocess(unsetIfEmpty, z.string().min(1).max(255).default('127.0.0.1')),
+  /** Requests per minute per API token (or per address without one). */
+  DEFERRABLE_API_RATE_LIMIT: int(60_000, 1),
+  /** A process whose heartbeat is older than this shows as unhealthy. */
+  DEFERRABLE_HEALTH_THRESHOLD_MS: int(10000, 100),
+  /** Accept task types no worker has registered in the catalog (off: refused). */
+  DEFERRABLE_ALLOW_UNREGISTERED_TASKS: bool(false),
+});
+
 const SECRET_VARIABLE = /KEY|SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL/i;
 
 /**

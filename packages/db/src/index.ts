@@ -15,3 +15,5 @@ export * from './sql/retention';
 export { PrismaClient } from './generated/prisma/client';
 export * from './errors';
 export * from './sql/task-types';
+export * from './sql/api-tokens';
+export * from './sql/inspect';

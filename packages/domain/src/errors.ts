@@ -21,6 +21,11 @@ export type ErrorCode =
   | 'KWARGS_DECRYPTION'
   | 'CONFIG'
   | 'NOT_MIGRATED'
+  | 'IDEMPOTENCY_CONFLICT'
+  | 'UNAUTHENTICATED'
+  | 'FORBIDDEN'
+  | 'RATE_LIMITED'
+  | 'NOT_FOUND'
   | 'INTERNAL';
 
 export class DeferrableError extends Error {
@@ -182,6 +187,35 @@ export class DatabaseNotMigratedError extends DeferrableError {
       `the database is missing ${missing.length} migration(s) this build needs (${shown}): run \`npm run migrate\` (or \`deferrable migrate\`) with this DATABASE_URL, or start a scheduler, which migrates on start`,
       { retryable: false },
     );
+  }
+}
+
+/** An idempotency key already names a task enqueued with a different request. */
+export class IdempotencyConflictError extends DeferrableError {
+  constructor(
+    readonly idempotencyKey: string,
+    readonly taskInstanceId: string,
+  ) {
+    super('IDEMPOTENCY_CONFLICT', `idempotency key "${idempotencyKey}" was used for a different request (task instance ${taskInstanceId})`, {
+      retryable: false,
+    });
+  }
+}
+
+/** No credentials, or credentials that are unknown, revoked or expired. */
+export class AuthenticationError extends DeferrableError {
+  constructor(reason: string) {
+    super('UNAUTHENTICATED', reason, { retryable: false });
+  }
+}
+
+/** The credentials are valid, but their role may not do this. */
+export class PermissionDeniedError extends DeferrableError {
+  constructor(
+    readonly role: string,
+    readonly needed: string,
+  ) {
+    super('FORBIDDEN', `the ${role} role may not do this (needs ${needed})`, { retryable: false });
   }
 }
 

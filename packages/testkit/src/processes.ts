@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 
-export type AppName = 'scheduler' | 'triggerer' | 'worker';
+export type AppName = 'scheduler' | 'triggerer' | 'worker' | 'api';
 
 export interface LogRecord {
   level: number;

@@ -15,6 +15,8 @@ export interface NewTaskInstance {
   executionTimeoutMs: number | null;
   runAfter: Date | null;
   idempotencyKey: string | null;
+  /** A hash of the request, kept with the idempotency key to tell a repeat from another request. */
+  requestHash?: string | null;
   actor: string;
 }
 
@@ -23,8 +25,8 @@ export interface NewTaskInstance {
 const SQL = `
 WITH ins AS (
   INSERT INTO task_instance (id, task_name, args, queue, priority, state, max_tries, retry_delay_ms,
-    retry_backoff, retry_max_delay_ms, execution_timeout_ms, run_after, idempotency_key, last_actor)
-  VALUES ($1, $2, $3, $4, $5, ${toSql('enqueue')}, $6, $7, $8, $9, $10, coalesce($11, now()), $12, $13)
+    retry_backoff, retry_max_delay_ms, execution_timeout_ms, run_after, idempotency_key, request_hash, last_actor)
+  VALUES ($1, $2, $3, $4, $5, ${toSql('enqueue')}, $6, $7, $8, $9, $10, coalesce($11, now()), $12, $14, $13)
   ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
   RETURNING id
 )
@@ -32,9 +34,10 @@ SELECT id, pg_notify('${CHANNELS.taskScheduled}', '') AS notified FROM ins`;
 
 /**
  * Records a new scheduled task instance. With an idempotency key already used, returns the id of
- * the existing one and `created: false`.
+ * the existing one, `created: false` and the request hash it was created with (null for rows
+ * from before request hashes were kept).
  */
-export async function insertTaskInstance(db: Queryable, t: NewTaskInstance): Promise<{ id: string; created: boolean }> {
+export async function insertTaskInstance(db: Queryable, t: NewTaskInstance): Promise<{ id: string; created: boolean; requestHash: string | null }> {
   const { rows } = await db.query<{ id: string }>(SQL, [
     t.id,
     t.taskName,
@@ -49,11 +52,14 @@ export async function insertTaskInstance(db: Queryable, t: NewTaskInstance): Pro
     t.runAfter,
     t.idempotencyKey,
     t.actor,
+    t.requestHash ?? null,
   ]);
-  if (rows[0]) return { id: rows[0].id, created: true };
+  if (rows[0]) return { id: rows[0].id, created: true, requestHash: t.requestHash ?? null };
   // The conflicting row was committed by another statement, which this statement's snapshot may
   // not see: read it in a new statement.
-  const existing = await db.query<{ id: string }>('SELECT id FROM task_instance WHERE idempotency_key = $1', [t.idempotencyKey]);
+  const existing = await db.query<{ id: string; request_hash: string | null }>('SELECT id, request_hash FROM task_instance WHERE idempotency_key = $1', [
+    t.idempotencyKey,
+  ]);
   if (!existing.rows[0]) throw new Error('idempotency conflict, but no task instance holds the key');
-  return { id: existing.rows[0].id, created: false };
+  return { id: existing.rows[0].id, created: false, requestHash: existing.rows[0].request_hash };
 }

@@ -1,0 +1,4 @@
+export * from './auth';
+export type { ApiContext } from './context';
+export * from './errors';
+export * from './server';

@@ -1,0 +1,70 @@
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { AppProcess } from '@deferrable/testkit';
+import { START_TIMEOUT_MS, startSystem, type E2E } from './helpers';
+
+const run = promisify(execFile);
+const CLI = path.resolve(__dirname, '../../packages/cli/dist/main.js');
+
+let sys: E2E;
+let api: AppProcess;
+let base: string;
+beforeAll(async () => {
+  sys = await startSystem('e2eapi');
+  api = new AppProcess('api', sys.env.appEnv({ DEFERRABLE_API_PORT: '0' }));
+  sys.apps.push(api);
+  await api.started(START_TIMEOUT_MS);
+  base = String(api.logs.find((r) => r.msg === 'api started')!.address);
+});
+afterAll(() => sys?.close());
+
+async function token(role: string): Promise<string> {
+  const { stdout } = await run(process.execPath, [
+    CLI,
+    'tokens',
+    'create',
+    '--role',
+    role,
+    '--name',
+    `e2e-${role}`,
+    '--json',
+    '--database-url',
+    sys.env.databaseUrl,
+  ]);
+  return (JSON.parse(stdout) as { secret: string }).secret;
+}
+
+test('a service with only an API token enqueues a task that defers and resumes, and follows it to success', async () => {
+  const secret = await token('operator');
+  const headers = { authorization: `Bearer ${secret}`, 'content-type': 'application/json' };
+  const res = await fetch(`${base}/api/v1/tasks`, {
+    method: 'POST',
+    headers,
+    body: JSON.stringify({ task: 'test.defer-once', args: { delayMs: 300, tag: 'http' } }),
+  });
+  expect(res.status).toBe(201);
+  const { id } = (await res.json()) as { id: string };
+  let task: { state: string; result: unknown; timeline: { to: string }[] } | undefined;
+  for (const deadline = Date.now() + 30_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 100))) {
+    task = (await (await fetch(`${base}/api/v1/tasks/${id}`, { headers })).json()) as typeof task;
+    if (task!.state === 'success') break;
+  }
+  expect(task).toMatchObject({ state: 'success', result: { kwargs: { tag: 'http' } } });
+  expect(task!.timeline.map((t) => t.to)).toEqual(['scheduled', 'queued', 'running', 'deferred', 'scheduled', 'queued', 'running', 'success']);
+});
+
+test('health is public and shows every component healthy; other routes need a token', async () => {
+  const health = (await (await fetch(`${base}/health`)).json()) as { status: string; components: Record<string, { status: string | null }> };
+  expect(health.components).toMatchObject({
+    database: { status: 'healthy' },
+    scheduler: { status: 'healthy' },
+    triggerer: { status: 'healthy' },
+    worker: { status: 'healthy' },
+  });
+  expect(health.status).toBe('healthy');
+  expect((await fetch(`${base}/api/v1/tasks`)).status).toBe(401);
+  const docs = await fetch(`${base}/api/v1/docs/`);
+  expect(docs.status).toBe(200);
+  expect(await docs.text()).toContain('swagger');
+});
