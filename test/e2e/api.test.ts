@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { DeferrableHttpClient } from '@deferrable/sdk';
 import { AppProcess } from '@deferrable/testkit';
 import { START_TIMEOUT_MS, startSystem, type E2E } from './helpers';
 
@@ -53,6 +54,23 @@ test('a service with only an API token enqueues a task that defers and resumes, 
   expect(task).toMatchObject({ state: 'success', result: { kwargs: { tag: 'http' } } });
   expect(task!.timeline.map((t) => t.to)).toEqual(['scheduled', 'queued', 'running', 'deferred', 'scheduled', 'queued', 'running', 'success']);
 });
+
+test('a service with only an API token enqueues 1,000 tasks that defer and resume, waits for them through the HTTP SDK, and sees every one succeed', async () => {
+  const client = new DeferrableHttpClient({ baseUrl: base, token: await token('operator') });
+  const ids: string[] = [];
+  for (let i = 0; i < 1000; i += 50) {
+    const batch = await Promise.all(
+      Array.from({ length: 50 }, (_, j) =>
+        client.enqueue({ task: 'test.defer-once', args: { delayMs: 200, tag: `n${i + j}` }, idempotencyKey: `bulk-${i + j}` }),
+      ),
+    );
+    ids.push(...batch.map((b) => b.id));
+  }
+  expect(new Set(ids).size).toBe(1000);
+  const done = await Promise.all(ids.map((id) => client.waitFor(id, { timeoutMs: 120_000, pollMs: 1000 })));
+  expect(done.filter((t) => t.state === 'success')).toHaveLength(1000);
+  expect(new Set(done.map((t) => (t.result as { kwargs: { tag: string } }).kwargs.tag)).size).toBe(1000);
+}, 180_000);
 
 test('health is public and shows every component healthy; other routes need a token', async () => {
   const health = (await (await fetch(`${base}/health`)).json()) as { status: string; components: Record<string, { status: string | null }> };

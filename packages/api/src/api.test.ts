@@ -204,7 +204,6 @@ describe('GET and cancel', () => {
 
 describe('GET /api/v1/tasks (keyset pages)', () => {
   test('pages follow each other without gaps or repeats, newest first, with filters', async () => {
-    const queue = `q${Date.now()}`;
     const ids: string[] = [];
     for (let i = 0; i < 7; i++) {
       const res = await app.inject({
@@ -218,10 +217,10 @@ describe('GET /api/v1/tasks (keyset pages)', () => {
     const seen: string[] = [];
     let cursor: string | null = null;
     do {
-      const url = `/api/v1/tasks?task=api.report&state=scheduled&limit=3${cursor ? `&cursor=${cursor}` : ''}`;
+      const url: string = `/api/v1/tasks?task=api.report&state=scheduled&limit=3${cursor ? `&cursor=${cursor}` : ''}`;
       const page = await app.inject({ method: 'GET', url, headers: auth(tokens.viewer) });
       expect(page.statusCode).toBe(200);
-      const body = page.json<{ items: { id: string; state: string }[]; nextCursor: string | null }>();
+      const body: { items: { id: string; state: string }[]; nextCursor: string | null } = page.json();
       expect(body.items.length).toBeLessThanOrEqual(3);
       for (const item of body.items) expect(item.state).toBe('scheduled');
       seen.push(...body.items.map((i) => i.id));
@@ -230,7 +229,6 @@ describe('GET /api/v1/tasks (keyset pages)', () => {
     expect(new Set(seen).size).toBe(seen.length);
     // Newest first: the seven just enqueued lead, in reverse order of creation.
     expect(seen.slice(0, 7)).toEqual([...ids].reverse());
-    void queue;
   });
 
   test('a bad cursor, an unknown state or an unknown parameter is a 400', async () => {
@@ -301,5 +299,76 @@ describe('catalog, triggers, jobs, health, docs', () => {
     const missing = await app.inject({ method: 'GET', url: '/api/v1/nope', headers: auth(tokens.viewer) });
     expect(missing.statusCode).toBe(404);
     expect(missing.json().error.code).toBe('NOT_FOUND');
+  });
+});
+
+describe('POST /tasks/:id/retry', () => {
+  test('a failed task: a new task with its task, arguments and options (201), the same one again (200); the failed one stays failed', async () => {
+    const { id } = (
+      await app.inject({
+        method: 'POST',
+        url: '/api/v1/tasks',
+        headers: auth(tokens.operator),
+        payload: { task: 'api.report', args: { seconds: 7 }, priority: 3 },
+      })
+    ).json();
+    await env.db.pool.query(`UPDATE task_instance SET state = 'failed', ended_at = now(), error = '{"code":"TASK_FAILED"}' WHERE id = $1`, [id]);
+    const first = await app.inject({ method: 'POST', url: `/api/v1/tasks/${id}/retry`, headers: auth(tokens.operator) });
+    expect(first.statusCode).toBe(201);
+    expect(first.json()).toMatchObject({ task: 'api.report', state: 'scheduled', priority: 3, maxTries: 3, idempotencyKey: `retry:${id}` });
+    expect(first.json().id).not.toBe(id);
+    const again = await app.inject({ method: 'POST', url: `/api/v1/tasks/${id}/retry`, headers: auth(tokens.operator) });
+    expect(again.statusCode).toBe(200);
+    expect(again.json().id).toBe(first.json().id);
+    const row = (await env.db.pool.query('SELECT args, state FROM task_instance WHERE id = $1', [first.json().id])).rows[0];
+    // The arguments as the failed task was given them (defaults apply on the worker, as for any enqueue).
+    expect(row).toEqual({ args: { seconds: 7 }, state: 'scheduled' });
+    expect((await app.inject({ method: 'GET', url: `/api/v1/tasks/${id}`, headers: auth(tokens.viewer) })).json().state).toBe('failed');
+  });
+
+  test('a task that has not failed: 409; a viewer: 403; an unknown id: 404', async () => {
+    const { id } = (
+      await app.inject({ method: 'POST', url: '/api/v1/tasks', headers: auth(tokens.operator), payload: { task: 'api.report', args: { seconds: 1 } } })
+    ).json();
+    const notFailed = await app.inject({ method: 'POST', url: `/api/v1/tasks/${id}/retry`, headers: auth(tokens.operator) });
+    expect(notFailed.statusCode).toBe(409);
+    expect(notFailed.json().error).toMatchObject({ code: 'INVALID_TRANSITION', message: expect.stringContaining('scheduled') });
+    expect((await app.inject({ method: 'POST', url: `/api/v1/tasks/${id}/retry`, headers: auth(tokens.viewer) })).statusCode).toBe(403);
+    expect((await app.inject({ method: 'POST', url: `/api/v1/tasks/${randomUUID()}/retry`, headers: auth(tokens.operator) })).statusCode).toBe(404);
+  });
+});
+
+describe('/tokens (admin)', () => {
+  test('an admin creates a token whose secret works at once, lists tokens without secrets, and revokes it', async () => {
+    const created = await app.inject({ method: 'POST', url: '/api/v1/tokens', headers: auth(tokens.admin), payload: { name: 'reporting', role: 'viewer' } });
+    expect(created.statusCode).toBe(201);
+    const { id, secret } = created.json<{ id: string; secret: string }>();
+    expect((await app.inject({ method: 'GET', url: '/api/v1/jobs', headers: auth(secret) })).statusCode).toBe(200);
+    const list = await app.inject({ method: 'GET', url: '/api/v1/tokens', headers: auth(tokens.admin) });
+    expect(list.json().items).toContainEqual(expect.objectContaining({ id, name: 'reporting', role: 'viewer', revokedAt: null }));
+    expect(list.body).not.toContain(secret);
+    expect((await app.inject({ method: 'POST', url: `/api/v1/tokens/${id}/revoke`, headers: auth(tokens.admin) })).statusCode).toBe(204);
+    // This test's verifier caches nothing: the revoked secret is refused at once.
+    expect((await app.inject({ method: 'GET', url: '/api/v1/jobs', headers: auth(secret) })).statusCode).toBe(401);
+    expect((await app.inject({ method: 'POST', url: `/api/v1/tokens/${id}/revoke`, headers: auth(tokens.admin) })).json().error.code).toBe('NOT_FOUND');
+  });
+
+  test('an operator may not manage tokens; a bad body is a 400', async () => {
+    for (const [method, url] of [
+      ['GET', '/api/v1/tokens'],
+      ['POST', '/api/v1/tokens'],
+      ['POST', `/api/v1/tokens/${randomUUID()}/revoke`],
+    ] as const) {
+      const res = await app.inject({ method, url, headers: auth(tokens.operator), payload: method === 'POST' ? { name: 'x', role: 'admin' } : undefined });
+      expect(res.statusCode).toBe(403);
+    }
+    const bad = await app.inject({ method: 'POST', url: '/api/v1/tokens', headers: auth(tokens.admin), payload: { name: 'has space', role: 'root' } });
+    expect(bad.statusCode).toBe(400);
+    expect(
+      bad
+        .json()
+        .error.paths.map((p: { path: string }) => p.path)
+        .sort(),
+    ).toEqual(['body.name', 'body.role']);
   });
 });

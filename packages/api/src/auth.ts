@@ -3,7 +3,6 @@ import { AuthenticationError, PermissionDeniedError } from '@deferrable/domain';
 import { LRUCache } from 'lru-cache';
 
 export type { ApiRole } from '@deferrable/db';
-export const API_ROLES: readonly ApiRole[] = ['viewer', 'operator', 'admin'];
 const RANK: Record<ApiRole, number> = { viewer: 1, operator: 2, admin: 3 };
 
 /** Who is calling: the token's id, name and role. */

@@ -12,6 +12,7 @@ import { toApiError } from './errors';
 import { healthRoutes } from './routes/health';
 import { inspectRoutes } from './routes/inspect';
 import { taskRoutes } from './routes/tasks';
+import { tokenRoutes } from './routes/tokens';
 
 export interface ApiOptions {
   logger: Logger;
@@ -90,6 +91,7 @@ export async function buildApi(ctx: ApiContext, opts: ApiOptions) {
       await api.register(healthRoutes(ctx));
       await api.register(taskRoutes(ctx));
       await api.register(inspectRoutes(ctx));
+      await api.register(tokenRoutes(ctx));
       api.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
     },
     { prefix: API_PREFIX },

@@ -9,7 +9,7 @@ import type { TaskCatalog } from './catalog';
  * the same request sent again (by any entry) hashes the same. `request` has passed the catalog's
  * check, so it parses.
  */
-export function requestHash(request: EnqueueRequest): string {
+function requestHash(request: EnqueueRequest): string {
   // Parsed, so that a field left to its default (args: {}) hashes as the default given.
   const { idempotencyKey: _key, ...rest } = EnqueueRequestSchema.parse(request);
   return createHash('sha256')

@@ -1,6 +1,8 @@
 export * from './client';
+export * from './http-client';
 export {
   DatabaseUnavailableError,
+  IdempotencyConflictError,
   InvalidInputError,
   InvalidTransitionError,
   PayloadTooLargeError,

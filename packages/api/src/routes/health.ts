@@ -10,7 +10,7 @@ const Component = z.object({
   latestHeartbeat: z.string().nullable(),
   instances: z.array(z.object({ status: Status, latestHeartbeat: z.string() })),
 });
-export const HealthSchema = z.object({
+const HealthSchema = z.object({
   status: Status,
   components: z.object({ database: z.object({ status: Status }), scheduler: Component, triggerer: Component, worker: Component }),
   warnings: z.array(z.string()),

@@ -3,6 +3,7 @@ import { cancelTask, listTasks, taskTimeline } from '@deferrable/db';
 import {
   EnqueueRequestSchema,
   InvalidInputError,
+  type Json,
   InvalidTransitionError,
   TASK_STATES,
   TaskNameSchema,
@@ -15,6 +16,9 @@ import type { ApiContext } from '../context';
 import { decodeCursor, encodeCursor, readTask, TaskViewSchema } from '../views';
 
 const IdParams = z.object({ id: z.uuid() });
+
+/** The idempotency key of the task that retries a failed one. */
+const retryKey = (failedId: string) => `retry:${failedId}`;
 const TimelineSchema = z.array(
   z.object({ tryNumber: z.number().int(), from: z.string().nullable(), to: z.string(), actor: z.string().nullable(), at: z.string() }),
 );
@@ -133,6 +137,40 @@ export function taskRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
           })),
           nextCursor: rows.length > q.limit && last ? encodeCursor({ createdAt: last.created_at, id: last.id }) : null,
         };
+      },
+    );
+
+    app.post(
+      '/tasks/:id/retry',
+      {
+        config: { role: 'operator' },
+        schema: {
+          summary: 'Run a failed task again',
+          description:
+            "Enqueues a new task instance with the failed one's task, arguments and options (checked against the catalog again); a finished task never changes state. Idempotent: 201 with the new task, then 200 with the same one. 409 when the task has not failed.",
+          params: IdParams,
+          response: { 200: TaskViewSchema, 201: TaskViewSchema },
+        },
+      },
+      async (req, reply) => {
+        const t = await ctx.db.prisma.taskInstance.findUnique({ where: { id: req.params.id } });
+        if (!t) throw new TaskNotFoundError(req.params.id);
+        if (t.state !== 'failed') throw new InvalidTransitionError('retry', t.state, 'scheduled');
+        const request = {
+          task: t.taskName,
+          args: t.args as Json,
+          queue: t.queue,
+          priority: t.priority,
+          maxTries: t.maxTries,
+          retry: { delayMs: t.retryDelayMs, backoff: t.retryBackoff, maxDelayMs: t.retryMaxDelayMs },
+          ...(t.executionTimeoutMs === null ? {} : { executionTimeoutMs: t.executionTimeoutMs }),
+          // The key links the new task to the failed one and makes a repeated retry return it.
+          idempotencyKey: retryKey(t.id),
+        };
+        const { id, created } = await enqueueTask(ctx.db.pool, ctx.catalog, request, { actor: `api:${req.principal!.name}` });
+        const view = await readTask(ctx.db, id);
+        if (!view) throw new TaskNotFoundError(id);
+        return reply.code(created ? 201 : 200).send(view);
       },
     );
 
