@@ -41,7 +41,7 @@ beforeAll(async () => {
   tokens.expired = await token('operator', { expired: true });
   app = await buildApi(
     { db: env.db, catalog: new TaskCatalog(env.db.pool), tokens: new TokenVerifier(env.db.pool, 0), healthThresholdMs: 10_000 },
-    { logger: silentLogger(), rateLimitPerMinute: 10_000, bodyLimit: 64 * 1024 },
+    { logger: silentLogger(), rateLimitPerMinute: 10_000, bodyLimit: 64 * 1024, sessionSecret: 'x'.repeat(32), sessionTtlMs: 3_600_000, secureCookies: false },
   );
 });
 afterAll(async () => {

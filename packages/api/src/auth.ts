@@ -1,4 +1,4 @@
-import { type ApiRole, hashToken, type Queryable, type TokenLookup, useApiToken } from '@deferrable/db';
+import { type ApiRole, apiTokenById, hashToken, type Queryable, type TokenLookup, useApiToken } from '@deferrable/db';
 import { AuthenticationError, PermissionDeniedError } from '@deferrable/domain';
 import { LRUCache } from 'lru-cache';
 
@@ -40,9 +40,24 @@ export class TokenVerifier {
       found = await useApiToken(this.db, hash);
       this.cache.set(hash, found);
     }
-    if (found.status !== 'live') throw new AuthenticationError(found.status === 'unknown' ? 'unknown API token' : `the API token is ${found.status}`);
-    return { tokenId: found.token.id, name: found.token.name, role: found.token.role };
+    return principalOf(found);
   }
+
+  /** The caller of a browser session naming this token id (checked again, so a revoked token ends its sessions). */
+  async authenticateSession(tokenId: string): Promise<Principal> {
+    const key = `id:${tokenId}`;
+    let found = this.cache.get(key);
+    if (!found) {
+      found = await apiTokenById(this.db, tokenId);
+      this.cache.set(key, found);
+    }
+    return principalOf(found);
+  }
+}
+
+function principalOf(found: TokenLookup): Principal {
+  if (found.status !== 'live') throw new AuthenticationError(found.status === 'unknown' ? 'unknown API token' : `the API token is ${found.status}`);
+  return { tokenId: found.token.id, name: found.token.name, role: found.token.role };
 }
 
 /** Throws PermissionDeniedError unless `principal`'s role is at least `needed`. */

@@ -24,7 +24,7 @@ beforeAll(async () => {
   await publishTaskTypes(env.db.pool, worker, [add], { aliveWithinMs: 60_000 });
   app = await buildApi(
     { db: env.db, catalog: new TaskCatalog(env.db.pool), tokens: new TokenVerifier(env.db.pool), healthThresholdMs: 10_000 },
-    { logger: silentLogger(), rateLimitPerMinute: 10_000, bodyLimit: 64 * 1024 },
+    { logger: silentLogger(), rateLimitPerMinute: 10_000, bodyLimit: 64 * 1024, sessionSecret: 'x'.repeat(32), sessionTtlMs: 3_600_000, secureCookies: false },
   );
   baseUrl = await app.listen({ port: 0, host: '127.0.0.1' });
   const { secret } = await createApiToken(env.db.pool, { name: 'svc', role: 'operator', expiresAt: null });

@@ -135,6 +135,11 @@ export const ApiConfigSchema = z.object({
   DEFERRABLE_HEALTH_THRESHOLD_MS: int(10000, 100),
   /** Accept task types no worker has registered in the catalog (off: refused). */
   DEFERRABLE_ALLOW_UNREGISTERED_TASKS: bool(false),
+  /** Signs browser session cookies (32 characters or more); unset: a random one, so sessions end when the API restarts. */
+  DEFERRABLE_API_SESSION_SECRET: z.preprocess(unsetIfEmpty, z.string().min(32).max(1000).optional()),
+  DEFERRABLE_API_SESSION_TTL_MS: int(12 * 3600 * 1000, 60_000),
+  /** Session cookies only over HTTPS: set when the API is served behind TLS. */
+  DEFERRABLE_API_SECURE_COOKIES: bool(false),
 });
 
 const SECRET_VARIABLE = /KEY|SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL/i;

@@ -77,3 +77,16 @@ export async function useApiToken(db: Queryable, tokenHash: string): Promise<Tok
   const { expired, ...token } = row;
   return expired ? { status: 'expired' } : { status: 'live', token };
 }
+
+/** The token with this id and whether it may still be used (for a browser session that names it). */
+export async function apiTokenById(db: Queryable, id: string): Promise<TokenLookup> {
+  const { rows } = await db.query<ApiTokenRow & { expired: boolean }>(
+    `SELECT ${COLUMNS}, (expires_at IS NOT NULL AND expires_at <= now()) AS expired FROM api_token WHERE id = $1`,
+    [id],
+  );
+  const row = rows[0];
+  if (!row) return { status: 'unknown' };
+  if (row.revoked_at) return { status: 'revoked' };
+  const { expired, ...token } = row;
+  return expired ? { status: 'expired' } : { status: 'live', token };
+}
