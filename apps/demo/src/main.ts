@@ -1,9 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { createDb, ensureDatabase, migrate, taskTypeNames } from '@deferrable/db';
+import { createApiToken, createDb, ensureDatabase, migrate, taskTypeNames } from '@deferrable/db';
 import { DeferrableClient } from '@deferrable/sdk';
 import { formatLine } from './format';
 
@@ -15,11 +16,14 @@ import { formatLine } from './format';
 const DATABASE_URL = process.env.DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/deferrable';
 const once = process.argv.includes('--once');
 
-function startApp(name: string, env: Record<string, string>): ChildProcess {
-  const entry = require.resolve(`@deferrable/${name}/dist/main.js`);
+function startApp(name: string, env: Record<string, string>, pkg = name, onLine?: (line: string) => void): ChildProcess {
+  const entry = require.resolve(`@deferrable/${pkg}/dist/main.js`);
   const child = spawn(process.execPath, [entry], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   for (const stream of [child.stdout, child.stderr]) {
-    createInterface({ input: stream }).on('line', (line) => console.log(formatLine(name, line)));
+    createInterface({ input: stream }).on('line', (line) => {
+      console.log(formatLine(name, line));
+      onLine?.(line);
+    });
   }
   child.on('exit', (code, signal) => {
     if (!stopping) {
@@ -47,6 +51,17 @@ async function shutdown(code: number): Promise<void> {
     ),
   );
   process.exit(code);
+}
+
+/** The API's usual port when it is free, else any free port (another deployment may hold it). */
+async function apiPort(): Promise<string> {
+  if (process.env.DEFERRABLE_API_PORT) return process.env.DEFERRABLE_API_PORT;
+  const free = await new Promise<boolean>((resolve) => {
+    const probe = createServer()
+      .once('error', () => resolve(false))
+      .listen(8780, '127.0.0.1', () => probe.close(() => resolve(true)));
+  });
+  return free ? '8780' : '0';
 }
 
 /** Waits until the worker has published the examples' task types: enqueue checks them. */
@@ -79,7 +94,11 @@ async function main(): Promise<void> {
     // The demo runs on the development key (kwargs it wrote in earlier runs stay readable).
     NODE_ENV: process.env.NODE_ENV ?? 'development',
   };
-  children.push(startApp('scheduler', env), startApp('triggerer', env), startApp('worker', env));
+  let apiAddress: string | null = null;
+  const api = startApp('api', { ...env, DEFERRABLE_API_PORT: await apiPort() }, 'api-app', (line) => {
+    if (apiAddress === null && line.includes('"api started"')) apiAddress = String((JSON.parse(line) as { address?: string }).address ?? '');
+  });
+  children.push(startApp('scheduler', env), startApp('triggerer', env), startApp('worker', env), api);
   process.on('SIGINT', () => void shutdown(0));
   process.on('SIGTERM', () => void shutdown(0));
 
@@ -94,6 +113,7 @@ async function main(): Promise<void> {
   const sensor = await client.enqueue({ task: 'examples.wait-for-file', args: { path: sensorFile, pollMs: 200, timeoutSeconds: 30 } });
   ids.push({ id: sensor.id, what: 'wait-for-file' });
   console.log(`enqueued ${ids.length} example tasks on a worker with 2 slots; the file sensor's file appears in 3 s`);
+  if (env.NODE_ENV === 'development') await announceConsole(() => apiAddress);
   setTimeout(() => writeFileSync(sensorFile, 'ready\n'), 3000).unref();
 
   const started = Date.now();
@@ -110,6 +130,20 @@ async function main(): Promise<void> {
   const ok = results.every((r) => r.view.state === 'success');
   if (once || !ok) return shutdown(ok ? 0 : 1);
   console.log('the system keeps running: enqueue more with the SDK, or press Ctrl-C to stop');
+}
+
+/** Development only: the console's address and a new admin token to log in with (shown once). */
+async function announceConsole(address: () => string | null): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  while (!address() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  const db = createDb({ url: DATABASE_URL, poolMax: 1, applicationName: 'deferrable-demo' });
+  try {
+    const { secret } = await createApiToken(db.pool, { name: 'demo-admin', role: 'admin', expiresAt: new Date(Date.now() + 24 * 3600 * 1000) });
+    console.log(`\nqueues (Bull Board): ${address() ?? 'http://127.0.0.1:8780'}/queues   API docs: ${address() ?? 'http://127.0.0.1:8780'}/api/v1/docs`);
+    console.log(`log in with this development admin token (valid 24 h, shown once): ${secret}\n`);
+  } finally {
+    await db.close();
+  }
 }
 
 main().catch((err: unknown) => {
