@@ -1,4 +1,4 @@
-import type { Db, Keyset } from '@deferrable/db';
+import { type Db, type Keyset, taskInstanceView } from '@deferrable/db';
 import { InvalidInputError } from '@deferrable/domain';
 import { z } from 'zod';
 
@@ -40,21 +40,14 @@ export async function readTask(db: Db, id: string): Promise<TaskView | null> {
     include: { trigger: { select: { id: true, classpath: true, queue: true, triggererId: true, createdAt: true } } },
   });
   if (!t) return null;
+  const v = taskInstanceView(t);
   return {
-    id: t.id,
-    task: t.taskName,
-    state: t.state,
-    tryNumber: t.tryNumber,
-    maxTries: t.maxTries,
-    queue: t.queue,
+    ...v,
     priority: t.priority,
     idempotencyKey: t.idempotencyKey,
-    nextMethod: t.nextMethod,
-    result: t.result ?? null,
-    error: t.error ?? null,
-    createdAt: t.createdAt.toISOString(),
-    startedAt: iso(t.startedAt),
-    endedAt: iso(t.endedAt),
+    createdAt: v.createdAt.toISOString(),
+    startedAt: iso(v.startedAt),
+    endedAt: iso(v.endedAt),
     trigger: t.trigger
       ? {
           id: t.trigger.id,

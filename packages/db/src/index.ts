@@ -17,3 +17,4 @@ export * from './errors';
 export * from './sql/task-types';
 export * from './sql/api-tokens';
 export * from './sql/inspect';
+export * from './task-view';

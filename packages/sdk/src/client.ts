@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { TaskCatalog, enqueueTask } from '@deferrable/catalog';
-import { cancelTask, createDb, isTransientDbError, type Db } from '@deferrable/db';
+import { cancelTask, createDb, isTransientDbError, taskInstanceView, type Db, type TaskInstanceView } from '@deferrable/db';
 import {
   DatabaseUnavailableError,
   InvalidInputError,
@@ -8,28 +8,12 @@ import {
   isTerminal,
   TaskNotFoundError,
   type EnqueueRequest,
-  type Json,
-  type RecordedError,
   type TaskState,
 } from '@deferrable/domain';
 import { Producer, taskRequests } from '@deferrable/queues';
 import { z } from 'zod';
 
-export interface TaskInstanceView {
-  id: string;
-  task: string;
-  state: TaskState;
-  tryNumber: number;
-  maxTries: number;
-  queue: string;
-  result: Json | null;
-  error: RecordedError | null;
-  nextMethod: string | null;
-  triggerId: string | null;
-  createdAt: Date;
-  startedAt: Date | null;
-  endedAt: Date | null;
-}
+export type { TaskInstanceView } from '@deferrable/db';
 
 export interface DeferrableClientOptions {
   databaseUrl: string;
@@ -116,22 +100,7 @@ export class DeferrableClient {
   async get(id: string): Promise<TaskInstanceView | null> {
     const taskId = this.taskId(id);
     const t = await this.read(() => this.db.prisma.taskInstance.findUnique({ where: { id: taskId } }));
-    if (!t) return null;
-    return {
-      id: t.id,
-      task: t.taskName,
-      state: t.state,
-      tryNumber: t.tryNumber,
-      maxTries: t.maxTries,
-      queue: t.queue,
-      result: (t.result ?? null) as Json | null,
-      error: (t.error ?? null) as RecordedError | null,
-      nextMethod: t.nextMethod,
-      triggerId: t.triggerId,
-      createdAt: t.createdAt,
-      startedAt: t.startedAt,
-      endedAt: t.endedAt,
-    };
+    return t ? taskInstanceView(t) : null;
   }
 
   /** Polls until the task reaches a terminal state. */

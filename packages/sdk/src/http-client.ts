@@ -1,19 +1,11 @@
 import { DeferrableError, type EnqueueRequest, type ErrorCode, type InputIssue, isTerminal, type TaskState } from '@deferrable/domain';
-import { TaskWaitTimeoutError } from './client';
+import { type TaskInstanceView, TaskWaitTimeoutError } from './client';
 
-/** A task instance as the HTTP API returns it (times as ISO 8601 strings). */
-export interface HttpTaskView {
-  id: string;
-  task: string;
-  state: TaskState;
-  tryNumber: number;
-  maxTries: number;
-  queue: string;
+/** A task instance as the HTTP API returns it: the database client's view with times as ISO 8601 strings, and its trigger. */
+export interface HttpTaskView extends Omit<TaskInstanceView, 'result' | 'createdAt' | 'startedAt' | 'endedAt' | 'triggerId'> {
   priority: number;
   idempotencyKey: string | null;
-  nextMethod: string | null;
   result: unknown;
-  error: unknown;
   createdAt: string;
   startedAt: string | null;
   endedAt: string | null;

@@ -3,6 +3,7 @@ import { cancelTask, listTasks, taskTimeline } from '@deferrable/db';
 import {
   EnqueueRequestSchema,
   InvalidInputError,
+  type EnqueueRequest,
   type Json,
   InvalidTransitionError,
   TASK_STATES,
@@ -13,7 +14,7 @@ import {
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { ApiContext } from '../context';
-import { decodeCursor, encodeCursor, readTask, TaskViewSchema } from '../views';
+import { decodeCursor, encodeCursor, readTask, type TaskView, TaskViewSchema } from '../views';
 
 const IdParams = z.object({ id: z.uuid() });
 
@@ -33,20 +34,29 @@ const ListQuery = z
     limit: z.coerce.number().int().min(1).max(500).default(50),
   })
   .strict();
-const ListItem = z.object({
-  id: z.uuid(),
-  task: z.string(),
-  state: z.string(),
-  tryNumber: z.number().int(),
-  maxTries: z.number().int(),
-  queue: z.string(),
-  priority: z.number().int(),
-  idempotencyKey: z.string().nullable(),
+const ListItem = TaskViewSchema.pick({
+  id: true,
+  task: true,
+  state: true,
+  tryNumber: true,
+  maxTries: true,
+  queue: true,
+  priority: true,
+  idempotencyKey: true,
+  createdAt: true,
+  endedAt: true,
+}).extend({
   triggerId: z.string().nullable(),
-  createdAt: z.string(),
   updatedAt: z.string(),
-  endedAt: z.string().nullable(),
 });
+
+/** Enqueues (checked against the catalog) and reads the task back. */
+async function enqueueAndRead(ctx: ApiContext, request: EnqueueRequest, caller: string): Promise<{ created: boolean; view: TaskView }> {
+  const { id, created } = await enqueueTask(ctx.db.pool, ctx.catalog, request, { actor: `api:${caller}` });
+  const view = await readTask(ctx.db, id);
+  if (!view) throw new TaskNotFoundError(id);
+  return { created, view };
+}
 
 /** /tasks: enqueue (checked against the catalog, idempotent), read, list, cancel. */
 export function taskRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
@@ -70,9 +80,7 @@ export function taskRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
           throw new InvalidInputError('request', [{ path: 'headers.idempotency-key', message: 'differs from the body field idempotencyKey' }]);
         }
         const request = header === undefined ? req.body : { ...req.body, idempotencyKey: header };
-        const { id, created } = await enqueueTask(ctx.db.pool, ctx.catalog, request, { actor: `api:${req.principal!.name}` });
-        const view = await readTask(ctx.db, id);
-        if (!view) throw new TaskNotFoundError(id);
+        const { created, view } = await enqueueAndRead(ctx, request, req.principal!.name);
         return reply.code(created ? 201 : 200).send(view);
       },
     );
@@ -167,9 +175,7 @@ export function taskRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
           // The key links the new task to the failed one and makes a repeated retry return it.
           idempotencyKey: retryKey(t.id),
         };
-        const { id, created } = await enqueueTask(ctx.db.pool, ctx.catalog, request, { actor: `api:${req.principal!.name}` });
-        const view = await readTask(ctx.db, id);
-        if (!view) throw new TaskNotFoundError(id);
+        const { created, view } = await enqueueAndRead(ctx, request, req.principal!.name);
         return reply.code(created ? 201 : 200).send(view);
       },
     );

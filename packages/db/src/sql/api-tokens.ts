@@ -28,6 +28,15 @@ export async function createApiToken(
   return { token, secret };
 }
 
+/** Whether a token row (with its `expired` flag) may be used. */
+function lookup(row: (ApiTokenRow & { expired: boolean }) | undefined): TokenLookup {
+  if (!row) return { status: 'unknown' };
+  if (row.revoked_at) return { status: 'revoked' };
+  const { expired, ...token } = row;
+  return expired ? { status: 'expired' } : { status: 'live', token };
+}
+
+const EXPIRED = '(expires_at IS NOT NULL AND expires_at <= now()) AS expired';
 const COLUMNS = 'id, name, role, created_at, expires_at, last_used_at, revoked_at';
 
 /** Records a token; only the hash of its secret is stored. */
@@ -61,7 +70,7 @@ export type TokenLookup = { status: 'live'; token: ApiTokenRow } | { status: 'un
 export async function useApiToken(db: Queryable, tokenHash: string): Promise<TokenLookup> {
   const { rows } = await db.query<ApiTokenRow & { expired: boolean }>(
     `WITH t AS (
-       SELECT ${COLUMNS}, (expires_at IS NOT NULL AND expires_at <= now()) AS expired
+       SELECT ${COLUMNS}, ${EXPIRED}
        FROM api_token WHERE token_hash = $1
      ), touched AS (
        UPDATE api_token a SET last_used_at = now() FROM t
@@ -71,22 +80,11 @@ export async function useApiToken(db: Queryable, tokenHash: string): Promise<Tok
      SELECT * FROM t`,
     [tokenHash],
   );
-  const row = rows[0];
-  if (!row) return { status: 'unknown' };
-  if (row.revoked_at) return { status: 'revoked' };
-  const { expired, ...token } = row;
-  return expired ? { status: 'expired' } : { status: 'live', token };
+  return lookup(rows[0]);
 }
 
 /** The token with this id and whether it may still be used (for a browser session that names it). */
 export async function apiTokenById(db: Queryable, id: string): Promise<TokenLookup> {
-  const { rows } = await db.query<ApiTokenRow & { expired: boolean }>(
-    `SELECT ${COLUMNS}, (expires_at IS NOT NULL AND expires_at <= now()) AS expired FROM api_token WHERE id = $1`,
-    [id],
-  );
-  const row = rows[0];
-  if (!row) return { status: 'unknown' };
-  if (row.revoked_at) return { status: 'revoked' };
-  const { expired, ...token } = row;
-  return expired ? { status: 'expired' } : { status: 'live', token };
+  const { rows } = await db.query<ApiTokenRow & { expired: boolean }>(`SELECT ${COLUMNS}, ${EXPIRED} FROM api_token WHERE id = $1`, [id]);
+  return lookup(rows[0]);
 }
