@@ -45,18 +45,31 @@ export function createDb(options: DbOptions): Db {
   };
 }
 
-/** Runs `fn` in one transaction on one client. */
+/**
+ * Runs `fn` in one transaction on one client. A checked-out client has no error listener of the
+ * pool's: one is added here, so a connection cut while the transaction holds the client (a
+ * restart) fails the transaction instead of crashing the process; the client is then discarded.
+ */
 export async function inTransaction<T>(pool: Pool, fn: (client: PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
+  let lost: Error | null = null;
+  const onError = (err: Error) => {
+    lost ??= err;
+  };
+  client.on('error', onError);
   try {
     await client.query('BEGIN');
     const result = await fn(client);
     await client.query('COMMIT');
     return result;
   } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
+    await client.query('ROLLBACK').catch((rollbackErr: unknown) => {
+      lost ??= rollbackErr instanceof Error ? rollbackErr : new Error(String(rollbackErr));
+    });
     throw err;
   } finally {
-    client.release();
+    client.removeListener('error', onError);
+    // With an error, the pool destroys the client instead of handing it out again.
+    client.release(lost ?? undefined);
   }
 }
