@@ -372,3 +372,22 @@ describe('/tokens (admin)', () => {
     ).toEqual(['body.name', 'body.role']);
   });
 });
+
+describe('rate limit', () => {
+  test('past the limit per token: 429 in the error shape (retryable), other tokens unaffected', async () => {
+    const limited = await buildApi(
+      { db: env.db, catalog: new TaskCatalog(env.db.pool), tokens: new TokenVerifier(env.db.pool, 0), healthThresholdMs: 10_000 },
+      { logger: silentLogger(), rateLimitPerMinute: 3, bodyLimit: 64 * 1024, sessionSecret: 'x'.repeat(32), sessionTtlMs: 3_600_000, secureCookies: false },
+    );
+    try {
+      const statuses: number[] = [];
+      for (let i = 0; i < 4; i++) statuses.push((await limited.inject({ method: 'GET', url: '/api/v1/jobs', headers: auth(tokens.viewer) })).statusCode);
+      expect(statuses).toEqual([200, 200, 200, 429]);
+      const refused = await limited.inject({ method: 'GET', url: '/api/v1/jobs', headers: auth(tokens.viewer) });
+      expect(refused.json().error).toMatchObject({ code: 'RATE_LIMITED', retryable: true, message: expect.stringContaining('3 requests per minute') });
+      expect((await limited.inject({ method: 'GET', url: '/api/v1/jobs', headers: auth(tokens.admin) })).statusCode).toBe(200);
+    } finally {
+      await limited.close();
+    }
+  });
+});

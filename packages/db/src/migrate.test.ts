@@ -10,7 +10,7 @@ const MIGRATIONS = readdirSync(DEFAULT_MIGRATIONS_DIR, { withFileTypes: true })
   .filter((e) => e.isDirectory())
   .map((e) => e.name)
   .sort();
-const TABLES = ['_prisma_migrations', 'job', 'rejection', 'task_instance', 'task_transition', 'task_type', 'task_type_registration', 'trigger'];
+const TABLES = ['_prisma_migrations', 'api_token', 'job', 'rejection', 'task_instance', 'task_transition', 'task_type', 'task_type_registration', 'trigger'];
 
 let env: TestEnv;
 const extraDatabases: string[] = [];

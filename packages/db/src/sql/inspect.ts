@@ -98,25 +98,35 @@ export interface TriggerFilter {
  * are never read here.
  */
 export async function listTriggers(db: Queryable, f: TriggerFilter): Promise<TriggerListRow[]> {
-  const { rows } = await db.query<TriggerListRow>(
-    `SELECT t.id, t.classpath AS type, t.queue, t.triggerer_id, t.created_at, t.fired_at,
-            CASE WHEN t.event IS NOT NULL THEN 'fired' WHEN t.triggerer_id IS NULL THEN 'waiting' ELSE 'running' END AS state,
+  // The state filter as three flags (the state is computed below, not named in SQL).
+  const want = (s: TriggerState) => f.state === undefined || f.state === s;
+  const { rows } = await db.query<Omit<TriggerListRow, 'state'> & { fired: boolean }>(
+    `SELECT t.id, t.classpath AS type, t.queue, t.triggerer_id, t.created_at, t.fired_at, t.event IS NOT NULL AS fired,
             ti.id AS task_instance_id, ti.task_name, ti.trigger_timeout AS timeout_at
      FROM trigger t
      LEFT JOIN task_instance ti ON ti.trigger_id = t.id
-     WHERE ($1::text IS NULL
-            OR ($1 = 'fired' AND t.event IS NOT NULL)
-            OR ($1 = 'waiting' AND t.event IS NULL AND t.triggerer_id IS NULL)
-            OR ($1 = 'running' AND t.event IS NULL AND t.triggerer_id IS NOT NULL))
-       AND ($2::uuid IS NULL OR t.triggerer_id = $2)
-       AND ($3::text IS NULL OR t.classpath = $3)
-       AND ($4::text IS NULL OR t.queue = $4)
-       AND ($5::timestamptz IS NULL OR (t.created_at, t.id) > ($5, $6::uuid))
+     WHERE (($1 AND t.event IS NOT NULL)
+            OR ($2 AND t.event IS NULL AND t.triggerer_id IS NULL)
+            OR ($3 AND t.event IS NULL AND t.triggerer_id IS NOT NULL))
+       AND ($4::uuid IS NULL OR t.triggerer_id = $4)
+       AND ($5::text IS NULL OR t.classpath = $5)
+       AND ($6::text IS NULL OR t.queue = $6)
+       AND ($7::timestamptz IS NULL OR (t.created_at, t.id) > ($7, $8::uuid))
      ORDER BY t.created_at, t.id
-     LIMIT $7`,
-    [f.state ?? null, f.triggererId ?? null, f.type ?? null, f.queue ?? null, f.after?.createdAt ?? null, f.after?.id ?? null, f.limit],
+     LIMIT $9`,
+    [
+      want('fired'),
+      want('waiting'),
+      want('running'),
+      f.triggererId ?? null,
+      f.type ?? null,
+      f.queue ?? null,
+      f.after?.createdAt ?? null,
+      f.after?.id ?? null,
+      f.limit,
+    ],
   );
-  return rows;
+  return rows.map(({ fired, ...r }) => ({ ...r, state: fired ? 'fired' : r.triggerer_id === null ? 'waiting' : 'running' }));
 }
 
 /** Unfired triggers (waiting for or held by a triggerer), for the no-triggerer warning (uses trigger_claim_idx). */

@@ -163,7 +163,7 @@ describe('enqueue', () => {
     const first = await insertTaskInstance(pool, newTask({ idempotencyKey: 'k-1' }));
     const second = await insertTaskInstance(pool, newTask({ idempotencyKey: 'k-1', taskName: 'other' }));
     expect(first.created).toBe(true);
-    expect(second).toEqual({ id: first.id, created: false });
+    expect(second).toEqual({ id: first.id, created: false, requestHash: null });
     expect(await count('task_instance')).toBe(1);
     const t = await task(first.id);
     expect(t).toMatchObject({ state: 'scheduled', try_number: 1, max_tries: 3, dispatch_attempt: 0, last_actor: ACTOR });
