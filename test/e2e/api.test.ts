@@ -46,13 +46,11 @@ test('a service with only an API token enqueues a task that defers and resumes, 
   });
   expect(res.status).toBe(201);
   const { id } = (await res.json()) as { id: string };
-  let task: { state: string; result: unknown; timeline: { to: string }[] } | undefined;
-  for (const deadline = Date.now() + 30_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 100))) {
-    task = (await (await fetch(`${base}/api/v1/tasks/${id}`, { headers })).json()) as typeof task;
-    if (task!.state === 'success') break;
-  }
+  // Waits on the task's end state (the SDK polls), then reads its timeline.
+  await new DeferrableHttpClient({ baseUrl: base, token: secret }).waitFor(id, { timeoutMs: 30_000 });
+  const task = (await (await fetch(`${base}/api/v1/tasks/${id}`, { headers })).json()) as { state: string; result: unknown; timeline: { to: string }[] };
   expect(task).toMatchObject({ state: 'success', result: { kwargs: { tag: 'http' } } });
-  expect(task!.timeline.map((t) => t.to)).toEqual(['scheduled', 'queued', 'running', 'deferred', 'scheduled', 'queued', 'running', 'success']);
+  expect(task.timeline.map((t) => t.to)).toEqual(['scheduled', 'queued', 'running', 'deferred', 'scheduled', 'queued', 'running', 'success']);
 });
 
 test('a service with only an API token enqueues 1,000 tasks that defer and resume, waits for them through the HTTP SDK, and sees every one succeed', async () => {
